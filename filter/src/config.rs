@@ -1,0 +1,297 @@
+//! Filter configuration: strict JSON parsed into raw types, then validated once into the
+//! compiled form that every request shares.
+
+use std::fmt;
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::matcher::{HostPattern, PathPrefix};
+use crate::token::TokenHash;
+
+/// What happens to a request that no connector matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    /// Forward it untouched (only the hop-by-hop `Proxy-Authorization` is removed).
+    #[default]
+    Passthrough,
+    /// Refuse it with 403: the proxy is an egress allow-list.
+    Deny,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    unmatched: Unmatched,
+    /// Clients reach this listener as an HTTP proxy: a missing token is answered with 407.
+    #[serde(default)]
+    proxy_listener: bool,
+    connectors: Vec<RawConnector>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    name: String,
+    hosts: Vec<String>,
+    #[serde(default = "default_prefix")]
+    path_prefix: String,
+    credential: RawCredential,
+    tokens: Vec<RawToken>,
+    #[serde(default)]
+    rewrite: Option<RawRewrite>,
+}
+
+fn default_prefix() -> String {
+    "/".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RawCredential {
+    Basic { username: String, password: SecretString },
+    Bearer { token: SecretString },
+    Header { name: String, value: SecretString },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    sha256: String,
+    #[serde(default)]
+    expires_at: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRewrite {
+    upstream: String,
+    client: String,
+}
+
+/// Why a configuration was rejected. Messages name the connector and field, never a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("configuration is not valid JSON for this filter: {0}")]
+    Json(String),
+    #[error("configuration has no connectors")]
+    NoConnectors,
+    #[error("connector #{index}: name {name:?} must be namespace/name")]
+    BadName { index: usize, name: String },
+    #[error("connector {0}: the name is used twice")]
+    DuplicateName(String),
+    #[error("connector {connector}: hosts must not be empty")]
+    NoHosts { connector: String },
+    #[error("connector {connector}: host {host:?}: {reason}")]
+    BadHost { connector: String, host: String, reason: String },
+    #[error("connector {connector}: path_prefix {prefix:?} must start with '/' and have no '.' or '..' segments")]
+    BadPrefix { connector: String, prefix: String },
+    #[error("connector {connector}: credential: {reason}")]
+    BadCredential { connector: String, reason: &'static str },
+    #[error("connector {connector}: tokens[{index}].sha256 must be 64 hex digits")]
+    BadTokenHash { connector: String, index: usize },
+    #[error("connector {connector}: tokens must not be empty, or no client could ever use it")]
+    NoTokens { connector: String },
+    #[error("connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'")]
+    BadRewrite { connector: String, field: &'static str },
+    #[error("connectors {first} and {second} both claim host {host:?} with path prefix {prefix:?}")]
+    Overlap { first: String, second: String, host: String, prefix: String },
+}
+
+/// The header that carries the registry credential upstream, computed once per configuration.
+pub struct Credential {
+    /// Lower-case header name (`authorization`, or e.g. `private-token`).
+    pub header: String,
+    pub value: SecretString,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential {{ header: {:?}, value: <redacted> }}", self.header)
+    }
+}
+
+/// Tarball URL rewrite: `dist.tarball` values starting with `upstream` are re-based on `client`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub upstream: String,
+    pub client: String,
+}
+
+#[derive(Debug)]
+pub struct Connector {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub prefix: PathPrefix,
+    pub credential: Credential,
+    pub tokens: Vec<TokenHash>,
+    pub rewrite: Option<Rewrite>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub unmatched: Unmatched,
+    pub proxy_listener: bool,
+    pub connectors: Vec<Connector>,
+}
+
+impl Config {
+    /// Parses and validates the plugin configuration bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(describe(&e)))?;
+        Self::try_from(raw)
+    }
+}
+
+/// serde's messages quote offending *values* ("invalid type: integer `1234`"), which could be a
+/// secret: keep the messages that only name fields or variants, else just say where.
+fn describe(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let safe = ["unknown field", "missing field", "duplicate field", "unknown variant"];
+    if safe.iter().any(|p| msg.starts_with(p)) {
+        msg
+    } else {
+        let kind = match e.classify() {
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Eof => "unexpected end of input",
+            serde_json::error::Category::Data => "wrong type or value",
+            serde_json::error::Category::Io => "read error",
+        };
+        format!("{kind} at line {} column {}", e.line(), e.column())
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        if raw.connectors.is_empty() {
+            return Err(ConfigError::NoConnectors);
+        }
+        let mut connectors: Vec<Connector> = Vec::with_capacity(raw.connectors.len());
+        for (index, rc) in raw.connectors.into_iter().enumerate() {
+            let c = Connector::validate(index, rc)?;
+            if connectors.iter().any(|o| o.name == c.name) {
+                return Err(ConfigError::DuplicateName(c.name));
+            }
+            // Two connectors with the same host pattern and prefix would make the choice of
+            // credential depend on list order: refuse it.
+            for o in &connectors {
+                if o.prefix == c.prefix {
+                    if let Some(h) = c.hosts.iter().find(|h| o.hosts.contains(h)) {
+                        return Err(ConfigError::Overlap {
+                            first: o.name.clone(),
+                            second: c.name.clone(),
+                            host: h.to_string(),
+                            prefix: c.prefix.as_str().to_owned(),
+                        });
+                    }
+                }
+            }
+            connectors.push(c);
+        }
+        Ok(Config { unmatched: raw.unmatched, proxy_listener: raw.proxy_listener, connectors })
+    }
+}
+
+impl Connector {
+    fn validate(index: usize, raw: RawConnector) -> Result<Self, ConfigError> {
+        let name = raw.name;
+        let valid_name = match name.split_once('/') {
+            Some((ns, n)) => is_dns_label_ish(ns) && is_dns_label_ish(n),
+            None => false,
+        };
+        if !valid_name {
+            return Err(ConfigError::BadName { index, name });
+        }
+        if raw.hosts.is_empty() {
+            return Err(ConfigError::NoHosts { connector: name });
+        }
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        for h in &raw.hosts {
+            let p = HostPattern::parse(h).map_err(|reason| ConfigError::BadHost {
+                connector: name.clone(),
+                host: h.clone(),
+                reason: reason.to_string(),
+            })?;
+            hosts.push(p);
+        }
+        let prefix = PathPrefix::parse(&raw.path_prefix)
+            .ok_or_else(|| ConfigError::BadPrefix { connector: name.clone(), prefix: raw.path_prefix.clone() })?;
+        let credential = credential(&name, raw.credential)?;
+        if raw.tokens.is_empty() {
+            return Err(ConfigError::NoTokens { connector: name });
+        }
+        let mut tokens = Vec::with_capacity(raw.tokens.len());
+        for (i, t) in raw.tokens.iter().enumerate() {
+            let hash = TokenHash::from_hex(&t.sha256, t.expires_at)
+                .ok_or_else(|| ConfigError::BadTokenHash { connector: name.clone(), index: i })?;
+            tokens.push(hash);
+        }
+        let rewrite = match raw.rewrite {
+            None => None,
+            Some(r) => {
+                for (field, v) in [("upstream", &r.upstream), ("client", &r.client)] {
+                    let ok = (v.starts_with("http://") || v.starts_with("https://"))
+                        && v.ends_with('/')
+                        && !v.contains('"')
+                        && !v.contains('\\');
+                    if !ok {
+                        return Err(ConfigError::BadRewrite { connector: name, field });
+                    }
+                }
+                Some(Rewrite { upstream: r.upstream, client: r.client })
+            }
+        };
+        Ok(Connector { name, hosts, prefix, credential, tokens, rewrite })
+    }
+}
+
+/// Kubernetes names: lower-case alphanumerics, '-' and '.'.
+fn is_dns_label_ish(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}
+
+fn credential(connector: &str, raw: RawCredential) -> Result<Credential, ConfigError> {
+    let bad = |reason| ConfigError::BadCredential { connector: connector.to_owned(), reason };
+    let (header, value) = match raw {
+        RawCredential::Basic { username, password } => {
+            if username.contains(':') {
+                return Err(bad("basic username must not contain ':'"));
+            }
+            let pair = format!("{username}:{}", password.expose_secret());
+            let b64 = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
+            ("authorization".to_owned(), format!("Basic {b64}"))
+        }
+        RawCredential::Bearer { token } => {
+            if token.expose_secret().is_empty() {
+                return Err(bad("bearer token is empty"));
+            }
+            ("authorization".to_owned(), format!("Bearer {}", token.expose_secret()))
+        }
+        RawCredential::Header { name, value } => {
+            let lname = name.to_ascii_lowercase();
+            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if lname.is_empty() || !lname.bytes().all(token_char) {
+                return Err(bad("header name is not a valid HTTP header name"));
+            }
+            if lname.starts_with(':') || lname == "host" || lname == "proxy-authorization" {
+                return Err(bad("header name may not be a pseudo-header, host or proxy-authorization"));
+            }
+            (lname, value.expose_secret().to_owned())
+        }
+    };
+    // A header value with control characters would be refused by Envoy on every request.
+    if value.is_empty() || value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return Err(bad("credential value is empty or has control characters"));
+    }
+    Ok(Credential { header, value: SecretString::from(value) })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,172 @@
+//! The per-request decision: which connector a request belongs to, and whether it gets the
+//! registry credential, a refusal, or passes through untouched.
+
+use crate::config::{Config, Unmatched};
+use crate::matcher::{canonical_path, Authority};
+use crate::token::{self, Presented, Source, Verdict};
+
+/// The request headers the decision needs; the shim reads only these.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Request<'a> {
+    pub authority: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub proxy_authorization: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+}
+
+/// Why a request was refused; each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    MissingToken,
+    BadToken,
+    ExpiredToken,
+    BadPath,
+    Unmatched,
+}
+
+impl Reason {
+    pub fn counter(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "refused_missing_token",
+            Reason::BadToken => "refused_bad_token",
+            Reason::ExpiredToken => "refused_expired_token",
+            Reason::BadPath => "refused_bad_path",
+            Reason::Unmatched => "refused_unmatched",
+        }
+    }
+}
+
+/// A local reply. The body is `{"error": "..."}`, which npm prints; it never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: Reason,
+    /// The connector the request matched, if any (for per-connector counters).
+    pub connector: Option<usize>,
+    /// `Proxy-Authenticate` or `WWW-Authenticate`, with its value.
+    pub challenge: Option<(&'static str, &'static str)>,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": self.message }).to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No connector claims the request: forward it, minus the hop-by-hop `Proxy-Authorization`.
+    PassThrough,
+    Refuse(Refusal),
+    /// Remove `Proxy-Authorization` and `Authorization`, then set the connector's credential.
+    Inject { connector: usize },
+}
+
+const REALM: &str = "Basic realm=\"npm-connector\"";
+
+/// Picks the connector for a host and canonical path: of those whose host pattern matches, the
+/// one with the longest matching path prefix.
+pub fn select(config: &Config, authority: &Authority, path: &str) -> Option<usize> {
+    config
+        .connectors
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.hosts.iter().any(|h| h.matches(authority)) && c.prefix.matches(path))
+        .max_by_key(|(_, c)| c.prefix.len())
+        .map(|(i, _)| i)
+}
+
+pub fn decide(config: &Config, req: &Request<'_>, now_unix: u64) -> Decision {
+    let authority = req.authority.and_then(Authority::parse);
+    let host_claimed = authority
+        .as_ref()
+        .is_some_and(|a| config.connectors.iter().any(|c| c.hosts.iter().any(|h| h.matches(a))));
+    let path = match canonical_path(req.path.unwrap_or("/")) {
+        Ok(p) => p,
+        Err(e) if host_claimed => {
+            return Decision::Refuse(Refusal {
+                status: 400,
+                reason: Reason::BadPath,
+                connector: None,
+                challenge: None,
+                message: format!("npm-connector: {e}; request the canonical path"),
+            })
+        }
+        // A host no connector claims gets no credential whatever its path.
+        Err(_) => return unmatched(config),
+    };
+    let Some(index) = authority.as_ref().and_then(|a| select(config, a, &path)) else {
+        return unmatched(config);
+    };
+    let name = &config.connectors[index].name;
+    let refuse = |status, reason, challenge, message: String| {
+        Decision::Refuse(Refusal { status, reason, connector: Some(index), challenge, message })
+    };
+    match token::presented(req.proxy_authorization, req.authorization) {
+        Presented::Missing if config.proxy_listener => refuse(
+            407,
+            Reason::MissingToken,
+            Some(("proxy-authenticate", REALM)),
+            format!(
+                "npm-connector: no connector token for {name}; use the rendered .npmrc, whose proxy URL carries it"
+            ),
+        ),
+        Presented::Missing => refuse(
+            401,
+            Reason::MissingToken,
+            Some(("www-authenticate", REALM)),
+            format!("npm-connector: no connector token for {name}; use the rendered .npmrc, whose _authToken carries it"),
+        ),
+        Presented::Malformed(source) => refuse(
+            403,
+            Reason::BadToken,
+            None,
+            format!(
+                "npm-connector: the {} header is neither Basic nor Bearer with a connector token for {name}",
+                header_name(source)
+            ),
+        ),
+        Presented::Token(source, tok) => match token::verify(&tok, &config.connectors[index].tokens, now_unix) {
+            Verdict::Valid => Decision::Inject { connector: index },
+            Verdict::Expired => refuse(
+                403,
+                Reason::ExpiredToken,
+                None,
+                format!("npm-connector: token expired for {name}; fetch fresh client files"),
+            ),
+            Verdict::Unknown => refuse(
+                403,
+                Reason::BadToken,
+                None,
+                format!(
+                    "npm-connector: the connector token in {} is not valid for {name}; use the client files rendered for this connector",
+                    header_name(source)
+                ),
+            ),
+        },
+    }
+}
+
+fn header_name(source: Source) -> &'static str {
+    match source {
+        Source::ProxyAuthorization => "Proxy-Authorization",
+        Source::Authorization => "Authorization",
+    }
+}
+
+fn unmatched(config: &Config) -> Decision {
+    match config.unmatched {
+        Unmatched::Passthrough => Decision::PassThrough,
+        Unmatched::Deny => Decision::Refuse(Refusal {
+            status: 403,
+            reason: Reason::Unmatched,
+            connector: None,
+            challenge: None,
+            message: "npm-connector: no connector matches this host and path, and this proxy only allows its connectors' registries".to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

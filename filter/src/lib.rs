@@ -1,0 +1,14 @@
+//! npm-connector filter: matches registry requests to a connector, checks the pod's connector
+//! token and swaps it for the registry credential; rewrites tarball URLs in packuments.
+//!
+//! Everything but [`shim`] is plain Rust with native unit tests (also run compiled to
+//! wasm32-wasip1 under Node's WASI); only the shim talks to the proxy-wasm host.
+
+pub mod config;
+pub mod decision;
+pub mod matcher;
+pub mod rewrite;
+pub mod token;
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod shim;

@@ -1,0 +1,228 @@
+//! The proxy-wasm shim: each callback reads what the core needs from the host, calls the core
+//! and applies its answer. No decisions are made here.
+
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+use crate::decision::{self, Decision, Reason, Request};
+use crate::rewrite::{self, Eligibility, Rewriter};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { compiled: None }) });
+}}
+
+/// Counter ids for one connector; names are `npm_connector.<namespace>.<name>.<counter>`,
+/// shown by Envoy as `wasmcustom.npm_connector...` in `/stats`.
+struct Counters {
+    injected: u32,
+    missing: u32,
+    bad: u32,
+    expired: u32,
+    rewritten: u32,
+    rewrite_skipped: u32,
+}
+
+struct Compiled {
+    config: Config,
+    counters: Vec<Counters>,
+    bad_path: u32,
+    unmatched: u32,
+}
+
+fn counter(name: &str) -> u32 {
+    // A metric the host refuses to define must not take the filter down: id 0 is never valid,
+    // so increments on it are ignored by the host.
+    hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
+}
+
+fn bump(id: u32) {
+    if id != 0 {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+impl Compiled {
+    fn new(config: Config) -> Self {
+        let counters = config
+            .connectors
+            .iter()
+            .map(|c| {
+                let base = format!("npm_connector.{}", c.name.replace('/', "."));
+                Counters {
+                    injected: counter(&format!("{base}.injected")),
+                    missing: counter(&format!("{base}.refused_missing_token")),
+                    bad: counter(&format!("{base}.refused_bad_token")),
+                    expired: counter(&format!("{base}.refused_expired_token")),
+                    rewritten: counter(&format!("{base}.rewritten_responses")),
+                    rewrite_skipped: counter(&format!("{base}.rewrite_skipped_encoded")),
+                }
+            })
+            .collect();
+        Compiled {
+            config,
+            counters,
+            bad_path: counter("npm_connector.refused_bad_path"),
+            unmatched: counter("npm_connector.refused_unmatched"),
+        }
+    }
+}
+
+struct Root {
+    compiled: Option<Rc<Compiled>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Config::from_json(&bytes) {
+            Ok(config) => {
+                log::info!("npm-connector: configured {} connector(s)", config.connectors.len());
+                self.compiled = Some(Rc::new(Compiled::new(config)));
+                true
+            }
+            Err(e) => {
+                // Returning false makes Envoy reject this configuration and keep the last good one.
+                log::error!("npm-connector: configuration rejected: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http { compiled: self.compiled.clone(), connector: None, rewriter: None }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    compiled: Option<Rc<Compiled>>,
+    connector: Option<usize>,
+    rewriter: Option<Rewriter>,
+}
+
+impl Context for Http {}
+
+impl Http {
+    fn refuse(&self, status: u16, challenge: Option<(&str, &str)>, body: &str) -> Action {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(challenge);
+        self.send_http_response(u32::from(status), headers, Some(body.as_bytes()));
+        Action::Pause
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let Some(compiled) = self.compiled.clone() else {
+            return self.refuse(503, None, r#"{"error":"npm-connector: filter has no configuration"}"#);
+        };
+        let authority = self.get_http_request_header(":authority");
+        let path = self.get_http_request_header(":path");
+        let proxy_authorization = self.get_http_request_header("proxy-authorization");
+        let authorization = self.get_http_request_header("authorization");
+        let req = Request {
+            authority: authority.as_deref(),
+            path: path.as_deref(),
+            proxy_authorization: proxy_authorization.as_deref(),
+            authorization: authorization.as_deref(),
+        };
+        let now = self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        match decision::decide(&compiled.config, &req, now) {
+            Decision::PassThrough => {
+                if proxy_authorization.is_some() {
+                    self.set_http_request_header("proxy-authorization", None);
+                }
+                Action::Continue
+            }
+            Decision::Refuse(r) => {
+                let id = match (r.reason, r.connector.and_then(|i| compiled.counters.get(i))) {
+                    (Reason::MissingToken, Some(c)) => c.missing,
+                    (Reason::BadToken, Some(c)) => c.bad,
+                    (Reason::ExpiredToken, Some(c)) => c.expired,
+                    (Reason::BadPath, _) => compiled.bad_path,
+                    _ => compiled.unmatched,
+                };
+                bump(id);
+                self.refuse(r.status, r.challenge, &r.body())
+            }
+            Decision::Inject { connector } => {
+                let Some(c) = compiled.config.connectors.get(connector) else {
+                    return self.refuse(500, None, r#"{"error":"npm-connector: internal error"}"#);
+                };
+                self.set_http_request_header("proxy-authorization", None);
+                self.set_http_request_header("authorization", None);
+                self.set_http_request_header(&c.credential.header, Some(c.credential.value.expose_secret()));
+                if c.rewrite.is_some() {
+                    // The rewrite works on plain JSON; tarballs are already gzip either way.
+                    self.set_http_request_header("accept-encoding", Some("identity"));
+                }
+                if let Some(ids) = compiled.counters.get(connector) {
+                    bump(ids.injected);
+                }
+                self.connector = Some(connector);
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let (Some(compiled), Some(i)) = (self.compiled.clone(), self.connector) else {
+            return Action::Continue;
+        };
+        let Some(rule) = compiled.config.connectors.get(i).and_then(|c| c.rewrite.as_ref()) else {
+            return Action::Continue;
+        };
+        let status = self.get_http_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let ct = self.get_http_response_header("content-type");
+        let ce = self.get_http_response_header("content-encoding");
+        match rewrite::eligibility(status, ct.as_deref(), ce.as_deref()) {
+            Eligibility::Rewrite => {
+                // The body changes length as it streams: drop content-length, Envoy re-frames.
+                self.set_http_response_header("content-length", None);
+                self.rewriter = Some(Rewriter::new(rule));
+            }
+            Eligibility::Encoded => {
+                log::warn!("npm-connector: {}: packument arrived compressed; tarball URLs not rewritten", compiled.config.connectors[i].name);
+                if let Some(ids) = compiled.counters.get(i) {
+                    bump(ids.rewrite_skipped);
+                }
+            }
+            Eligibility::NotPackument => {}
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        if self.rewriter.is_none() {
+            return Action::Continue;
+        }
+        let chunk = self.get_http_response_body(0, size).unwrap_or_default();
+        let Some(rw) = self.rewriter.as_mut() else { return Action::Continue };
+        let mut out = rw.push(&chunk);
+        if eos {
+            out.extend(rw.finish());
+            if rw.rewritten() > 0 {
+                // Counted once per response, however many versions it lists.
+                if let (Some(c), Some(i)) = (self.compiled.as_ref(), self.connector) {
+                    if let Some(ids) = c.counters.get(i) {
+                        bump(ids.rewritten);
+                    }
+                }
+            }
+        }
+        self.set_http_response_body(0, size, &out);
+        Action::Continue
+    }
+}
