@@ -11,7 +11,7 @@ use crate::matcher::{HostPattern, PathPrefix};
 use crate::token::TokenHash;
 
 /// What happens to a request that no connector matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Unmatched {
     /// Forward it untouched (only the hop-by-hop `Proxy-Authorization` is removed).

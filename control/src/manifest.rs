@@ -1,0 +1,291 @@
+//! Connector and Secret manifests (Kubernetes-style, multi-document YAML) parsed into raw types,
+//! then resolved into validated connectors with their credentials.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+/// Annotation on a Connector that sends its token Secret in a header of that name instead of
+/// `Authorization: Bearer` (GitLab's `Private-Token`, for example).
+pub const AUTH_HEADER_ANNOTATION: &str = "npm-connector.io/auth-header";
+
+/// What is wrong, and where: file, 1-based document number and field path.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{file}, document {doc}, {field}: {message}")]
+pub struct ManifestError {
+    pub file: String,
+    pub doc: usize,
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Metadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    #[serde(rename = "apiVersion")]
+    _api_version: Option<String>,
+    #[serde(rename = "kind")]
+    _kind: String,
+    metadata: Metadata,
+    #[serde(rename = "type", default)]
+    type_: Option<String>,
+    #[serde(default)]
+    data: BTreeMap<String, Value>,
+    #[serde(rename = "stringData", default)]
+    string_data: BTreeMap<String, Value>,
+    #[serde(rename = "immutable")]
+    _immutable: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    #[serde(rename = "apiVersion")]
+    _api_version: Option<String>,
+    #[serde(rename = "kind")]
+    _kind: String,
+    metadata: Metadata,
+    spec: RawSpec,
+    #[serde(rename = "status")]
+    _status: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    #[serde(rename = "connectorClassName")]
+    connector_class_name: String,
+    address: String,
+    auth: Option<RawAuth>,
+    #[serde(rename = "params")]
+    _params: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    name: String,
+    #[serde(rename = "secretRef")]
+    secret_ref: SecretRef,
+    #[serde(rename = "params")]
+    _params: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRef {
+    name: String,
+    namespace: Option<String>,
+}
+
+/// The registry credential a connector injects.
+#[derive(Debug)]
+pub enum Credential {
+    Basic { username: String, password: SecretString },
+    Bearer { token: SecretString },
+    Header { name: String, value: SecretString },
+}
+
+/// A validated npm connector.
+#[derive(Debug)]
+pub struct Connector {
+    pub namespace: String,
+    pub name: String,
+    /// The registry URL, with a path that ends in '/'.
+    pub address: url::Url,
+    pub credential: Credential,
+}
+
+impl Connector {
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A Secret's values, decoded; kept only until connectors are resolved.
+struct Secret {
+    type_: Option<String>,
+    values: BTreeMap<String, String>,
+    at: (String, usize),
+}
+
+struct Pending {
+    connector: RawConnector,
+    namespace: String,
+    at: (String, usize),
+}
+
+fn err(at: &(String, usize), field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    ManifestError { file: at.0.clone(), doc: at.1, field: field.into(), message: message.into() }
+}
+
+/// serde names offending values in its messages; a Secret's value must never be echoed, so keep
+/// only messages about fields and say "wrong type" otherwise.
+fn describe(msg: &str) -> String {
+    let safe = ["unknown field", "missing field", "duplicate field"];
+    if safe.iter().any(|p| msg.starts_with(p)) {
+        msg.to_owned()
+    } else {
+        "wrong type or value (see the Kubernetes shape of this kind)".to_owned()
+    }
+}
+
+fn typed<T: for<'de> Deserialize<'de>>(value: Value, at: &(String, usize)) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        err(at, if path == "." { "document".to_owned() } else { path }, describe(&e.inner().to_string()))
+    })
+}
+
+/// Loads connectors from `(file name, YAML text)` pairs. `default_namespace` applies where
+/// `metadata.namespace` is absent. Connectors of other classes are skipped.
+pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<Connector>, ManifestError> {
+    let mut secrets: BTreeMap<(String, String), Secret> = BTreeMap::new();
+    let mut pending = Vec::new();
+    for (file, text) in files {
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let at = (file.clone(), i + 1);
+            let value = Value::deserialize(doc).map_err(|e| {
+                let loc = e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
+                err(&at, "document", format!("not valid YAML{loc}"))
+            })?;
+            if value.is_null() {
+                continue;
+            }
+            let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+            match kind.as_str() {
+                "Secret" => {
+                    let raw: RawSecret = typed(value, &at)?;
+                    let name = raw.metadata.name.clone().ok_or_else(|| err(&at, "metadata.name", "missing"))?;
+                    let ns = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
+                    let values = secret_values(&raw, &at)?;
+                    if secrets.insert((ns.clone(), name.clone()), Secret { type_: raw.type_, values, at: at.clone() }).is_some() {
+                        return Err(err(&at, "metadata.name", format!("Secret {ns}/{name} is defined twice")));
+                    }
+                }
+                "Connector" => {
+                    let raw: RawConnector = typed(value, &at)?;
+                    if raw.spec.connector_class_name != "npm" {
+                        continue;
+                    }
+                    let namespace = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
+                    pending.push(Pending { connector: raw, namespace, at });
+                }
+                "" => return Err(err(&at, "kind", "missing; expected Connector or Secret")),
+                other => return Err(err(&at, "kind", format!("{other:?} is not supported; expected Connector or Secret"))),
+            }
+        }
+    }
+    let mut out: Vec<Connector> = Vec::with_capacity(pending.len());
+    for p in pending {
+        let c = resolve(p, &secrets)?;
+        if out.iter().any(|o| o.namespace == c.namespace && o.name == c.name) {
+            return Err(ManifestError {
+                file: "(all files)".into(),
+                doc: 0,
+                field: "metadata.name".into(),
+                message: format!("connector {} is defined twice", c.id()),
+            });
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// `stringData` wins over `data`, as in Kubernetes; `data` values are base64.
+fn secret_values(raw: &RawSecret, at: &(String, usize)) -> Result<BTreeMap<String, String>, ManifestError> {
+    let mut values = BTreeMap::new();
+    for (k, v) in &raw.data {
+        let field = format!("data.{k}");
+        let s = v.as_str().ok_or_else(|| err(at, &field, "must be a base64 string"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|_| err(at, &field, "is not valid base64"))?;
+        let text = String::from_utf8(bytes).map_err(|_| err(at, &field, "does not decode to UTF-8 text"))?;
+        values.insert(k.clone(), text);
+    }
+    for (k, v) in &raw.string_data {
+        let s = v.as_str().ok_or_else(|| err(at, format!("stringData.{k}"), "must be a string (quote it)"))?;
+        values.insert(k.clone(), s.to_owned());
+    }
+    Ok(values)
+}
+
+fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<Connector, ManifestError> {
+    let at = &p.at;
+    let name = p.connector.metadata.name.clone().ok_or_else(|| err(at, "metadata.name", "missing"))?;
+    for (field, v) in [("metadata.name", &name), ("metadata.namespace", &p.namespace)] {
+        let ok = !v.is_empty() && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !ok {
+            return Err(err(at, field, format!("{v:?} is not a Kubernetes name (lower-case letters, digits, '-', '.')")));
+        }
+    }
+    let address = parse_address(&p.connector.spec.address).map_err(|m| err(at, "spec.address", m))?;
+    let auth = p.connector.spec.auth.as_ref().ok_or_else(|| err(at, "spec.auth", "missing: a registry credential is required"))?;
+    let ns = auth.secret_ref.namespace.clone().unwrap_or_else(|| p.namespace.clone());
+    let secret = secrets.get(&(ns.clone(), auth.secret_ref.name.clone())).ok_or_else(|| {
+        err(at, "spec.auth.secretRef.name", format!("no Secret {ns}/{} in the given files", auth.secret_ref.name))
+    })?;
+    let get = |key: &str| -> Result<SecretString, ManifestError> {
+        match secret.values.get(key) {
+            Some(v) if !v.is_empty() => Ok(SecretString::from(v.clone())),
+            _ => Err(err(&secret.at, format!("stringData.{key}"), format!("missing: Secret {ns}/{} needs it", auth.secret_ref.name))),
+        }
+    };
+    let header = p.connector.metadata.annotations.get(AUTH_HEADER_ANNOTATION);
+    let credential = match auth.name.as_str() {
+        "basicAuth" => {
+            if let Some(t) = &secret.type_ {
+                if t != "kubernetes.io/basic-auth" && t != "Opaque" {
+                    return Err(err(&secret.at, "type", format!("{t:?}: basicAuth needs a kubernetes.io/basic-auth Secret")));
+                }
+            }
+            let username = secret.values.get("username").cloned().unwrap_or_default();
+            if username.is_empty() {
+                return Err(err(&secret.at, "stringData.username", "missing: basicAuth needs username and password"));
+            }
+            Credential::Basic { username, password: get("password")? }
+        }
+        "bearerToken" => match header {
+            Some(h) => Credential::Header { name: h.clone(), value: get("token")? },
+            None => Credential::Bearer { token: get("token")? },
+        },
+        other => return Err(err(at, "spec.auth.name", format!("{other:?} is not supported; use basicAuth or bearerToken"))),
+    };
+    Ok(Connector { namespace: p.namespace, name, address, credential })
+}
+
+fn parse_address(s: &str) -> Result<url::Url, String> {
+    let mut u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if u.scheme() != "https" && u.scheme() != "http" {
+        return Err(format!("{s:?} must be an http or https URL"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not carry credentials; put them in the Secret".to_owned());
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("{s:?} must not have a query or fragment"));
+    }
+    if u.host_str().is_none() {
+        return Err(format!("{s:?} has no host"));
+    }
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests;
