@@ -117,14 +117,13 @@ pub fn render(
             Planned { connector: c, token: mint(), client_registry }
         })
         .collect();
-    let filter_json = filter::config(&planned, opts)?;
     let mut files = Vec::new();
     for p in &planned {
         let dir = PathBuf::from(&p.connector.namespace).join(&p.connector.name);
         files.push(OutFile { path: dir.join(".npmrc"), contents: client::npmrc(p, opts, &public), secret: true });
         files.push(OutFile { path: dir.join(".yarnrc.yml"), contents: client::yarnrc(p, opts, &public), secret: true });
     }
-    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: envoy::bootstrap(&planned, opts, &filter_json)?, secret: true });
+    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: envoy::bootstrap(&planned, opts)?, secret: true });
     Ok(files)
 }
 

@@ -22,6 +22,15 @@ pub enum Eligibility {
     Encoded,
 }
 
+/// npm fetches `?write=true` packuments to modify and PUT them back (unpublish, deprecate,
+/// dist-tags on old registries): rewriting those would store client-facing URLs upstream.
+pub fn request_allows_rewrite(path: &str) -> bool {
+    match path.split_once('?') {
+        None => true,
+        Some((_, query)) => !query.split('&').any(|kv| kv.eq_ignore_ascii_case("write=true")),
+    }
+}
+
 /// Packuments come as `application/json` or, for the abbreviated form npm asks for with
 /// `Accept: application/vnd.npm.install-v1+json`, as that type.
 pub fn eligibility(status: u16, content_type: Option<&str>, content_encoding: Option<&str>) -> Eligibility {

@@ -98,7 +98,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http { compiled: self.compiled.clone(), connector: None, rewriter: None }))
+        Some(Box::new(Http { compiled: self.compiled.clone(), connector: None, rewrite_allowed: false, rewriter: None }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -109,6 +109,7 @@ impl RootContext for Root {
 struct Http {
     compiled: Option<Rc<Compiled>>,
     connector: Option<usize>,
+    rewrite_allowed: bool,
     rewriter: Option<Rewriter>,
 }
 
@@ -164,7 +165,8 @@ impl HttpContext for Http {
                 self.set_http_request_header("proxy-authorization", None);
                 self.set_http_request_header("authorization", None);
                 self.set_http_request_header(&c.credential.header, Some(c.credential.value.expose_secret()));
-                if c.rewrite.is_some() {
+                self.rewrite_allowed = c.rewrite.is_some() && rewrite::request_allows_rewrite(path.as_deref().unwrap_or("/"));
+                if self.rewrite_allowed {
                     // The rewrite works on plain JSON; tarballs are already gzip either way.
                     self.set_http_request_header("accept-encoding", Some("identity"));
                 }
@@ -178,7 +180,7 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        let (Some(compiled), Some(i)) = (self.compiled.clone(), self.connector) else {
+        let (Some(compiled), Some(i), true) = (self.compiled.clone(), self.connector, self.rewrite_allowed) else {
             return Action::Continue;
         };
         let Some(rule) = compiled.config.connectors.get(i).and_then(|c| c.rewrite.as_ref()) else {

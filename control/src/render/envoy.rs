@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{filter::authority, Mode, Options, Planned, RenderError, Unmatched, SYSTEM_CA};
+use super::{filter, filter::authority, Mode, Options, Planned, RenderError, Unmatched, SYSTEM_CA};
 
 /// Carries no header that could hold a token or credential: method, authority, path, status,
 /// flags, sizes, duration and upstream only.
 pub const ACCESS_LOG_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms upstream=%UPSTREAM_HOST%\n";
 
 const PASSTHROUGH: &str = "passthrough";
+/// The internal listener that CONNECT tunnels to registry hosts end in (forward mode).
+const TUNNEL_LISTENER: &str = "npm_connector_tunnel";
+const TUNNEL_CLUSTER: &str = "tunnel";
 
 /// A registry endpoint: scheme, host and port; connectors on the same one share a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,7 +80,14 @@ fn json_reply(status: u16, message: &str) -> Value {
     json!({"status": status, "body": {"inline_string": json!({"error": message}).to_string()}})
 }
 
-fn virtual_hosts(planned: &[Planned<'_>], opts: &Options) -> Vec<Value> {
+/// Where a virtual host is: on the listener clients talk to, or inside a CONNECT tunnel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Outer,
+    Tunnel,
+}
+
+fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Value> {
     match opts.mode {
         Mode::Forward => {
             // One virtual host per registry authority; Envoy matches `host` and `host:port`.
@@ -88,18 +98,31 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options) -> Vec<Value> {
             let mut vhosts: Vec<Value> = by_up
                 .iter()
                 .map(|(up, ids)| {
+                    let mut routes = Vec::new();
+                    if side == Side::Outer {
+                        // Clients such as yarn (hpagent) tunnel even plain-http requests with
+                        // CONNECT: terminate it here (the filter has checked Proxy-Authorization
+                        // on the CONNECT) and run the tunnelled requests through the filter again.
+                        let mut r = json!({"cluster": TUNNEL_CLUSTER, "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]});
+                        r["timeout"] = json!("0s");
+                        routes.push(json!({"match": {"connect_matcher": {}}, "route": r}));
+                    }
+                    routes.push(json!({"match": {"prefix": "/"}, "route": route_to(&up.cluster_name())}));
                     json!({
                         "name": up.cluster_name(),
                         "domains": [up.host, format!("{}:{}", up.host, up.port)],
-                        "routes": [{"match": {"prefix": "/"}, "route": route_to(&up.cluster_name())}],
+                        "routes": routes,
                         "metadata": {"filter_metadata": {"npm_connector": {"connectors": ids}}},
                     })
                 })
                 .collect();
-            let fallback = match opts.unmatched {
-                Unmatched::Passthrough => json!({"match": {"prefix": "/"}, "route": route_to(PASSTHROUGH)}),
-                Unmatched::Deny => json!({"match": {"prefix": "/"}, "direct_response":
+            let fallback = match (side, opts.unmatched) {
+                (Side::Outer, Unmatched::Passthrough) => json!({"match": {"prefix": "/"}, "route": route_to(PASSTHROUGH)}),
+                (Side::Outer, Unmatched::Deny) => json!({"match": {"prefix": "/"}, "direct_response":
                     json_reply(403, "npm-connector: this proxy only allows its connectors' registries")}),
+                // A tunnel was opened for a registry host; any other Host inside it is refused.
+                (Side::Tunnel, _) => json!({"match": {"prefix": "/"}, "direct_response":
+                    json_reply(403, "npm-connector: the Host of a tunnelled request must be the registry the tunnel was opened for")}),
             };
             vhosts.push(json!({"name": "unmatched", "domains": ["*"], "routes": [fallback]}));
             vhosts
@@ -122,7 +145,7 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options) -> Vec<Value> {
     }
 }
 
-pub(crate) fn wasm_filter(opts: &Options, filter_json: &str) -> Value {
+pub(crate) fn wasm_filter(opts: &Options, filter_json: &str, vm_id: &str) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -132,7 +155,7 @@ pub(crate) fn wasm_filter(opts: &Options, filter_json: &str) -> Value {
                 "root_id": "npm_connector",
                 "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": filter_json},
                 "vm_config": {
-                    "vm_id": "npm_connector",
+                    "vm_id": vm_id,
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": opts.wasm.display().to_string()}},
                 },
@@ -145,40 +168,74 @@ fn dns_cache() -> Value {
     json!({"name": PASSTHROUGH, "dns_lookup_family": "V4_PREFERRED"})
 }
 
-pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options, filter_json: &str) -> Result<String, RenderError> {
-    let passthrough = opts.mode == Mode::Forward && opts.unmatched == Unmatched::Passthrough;
-    let mut http_filters = vec![wasm_filter(opts, filter_json)];
+fn router() -> Value {
+    json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+}
+
+fn access_log() -> Value {
+    json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}])
+}
+
+/// An HTTP connection manager with the path handling every npm-connector listener needs.
+fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": stat_prefix,
+            // RFC 3986 normalisation and merged slashes before any filter sees the path; encoded
+            // slashes stay as they are, because npm asks for scoped packages as /@scope%2fname.
+            "normalize_path": true,
+            "merge_slashes": true,
+            "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+            "access_log": access_log(),
+            "route_config": {"name": stat_prefix, "virtual_hosts": virtual_hosts},
+            "http_filters": http_filters,
+        },
+    })
+}
+
+pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options) -> Result<String, RenderError> {
+    let forward = opts.mode == Mode::Forward;
+    let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
+    let mut http_filters = vec![wasm_filter(opts, &filter::config(planned, opts, forward)?, "npm_connector")];
     if passthrough {
         http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
             "dns_cache_config": dns_cache()}}));
     }
-    http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
-
-    let mut hcm = json!({
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "npm_connector",
-        // RFC 3986 normalisation and merged slashes before any filter sees the path; encoded
-        // slashes stay as they are, because npm asks for scoped packages as /@scope%2fname.
-        "normalize_path": true,
-        "merge_slashes": true,
-        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
-        "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-            "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}],
-        "route_config": {"name": "npm_connector", "virtual_hosts": virtual_hosts(planned, opts)},
-        "http_filters": http_filters,
-    });
-    if opts.mode == Mode::Forward {
-        // A forward proxy receives absolute URLs (`GET http://registry/...`).
-        hcm["http_protocol_options"] = json!({"allow_absolute_url": true});
+    http_filters.push(router());
+    let mut outer = hcm("npm_connector", virtual_hosts(planned, opts, Side::Outer), http_filters);
+    let listen = opts.listen;
+    let mut listeners = Vec::new();
+    let mut clusters: Vec<Value> = Vec::new();
+    let mut extensions = Vec::new();
+    if forward {
+        // A forward proxy receives absolute URLs (`GET http://registry/...`) and CONNECT.
+        outer["typed_config"]["http_protocol_options"] = json!({"allow_absolute_url": true});
+        outer["typed_config"]["upgrade_configs"] = json!([{"upgrade_type": "CONNECT"}]);
+        let inner_filters = vec![wasm_filter(opts, &filter::config(planned, opts, false)?, "npm_connector_tunnel"), router()];
+        let inner = hcm("npm_connector_tunnel", virtual_hosts(planned, opts, Side::Tunnel), inner_filters);
+        listeners.push(json!({"name": TUNNEL_LISTENER, "internal_listener": {}, "filter_chains": [{"filters": [inner]}]}));
+        clusters.push(json!({"name": TUNNEL_CLUSTER, "connect_timeout": "5s", "load_assignment": {"cluster_name": TUNNEL_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": TUNNEL_LISTENER}}}}]}]}}));
+        extensions.push(json!({"name": "envoy.bootstrap.internal_listener", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}));
     }
+    let listener_name = if forward { "npm_connector_forward" } else { "npm_connector_gateway" };
+    listeners.insert(0, json!({
+        "name": listener_name,
+        "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}},
+        "filter_chains": [{"filters": [outer]}],
+    }));
 
     let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
     ups.sort();
     ups.dedup();
-    let mut clusters: Vec<Value> = ups.iter().map(|u| cluster(u, opts)).collect();
+    clusters.splice(0..0, ups.iter().map(|u| cluster(u, opts)));
     if passthrough {
         clusters.push(json!({
             "name": PASSTHROUGH,
@@ -190,23 +247,15 @@ pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options, filter_json: &s
         }));
     }
 
-    let listener_name = match opts.mode {
-        Mode::Forward => "npm_connector_forward",
-        Mode::Gateway => "npm_connector_gateway",
-    };
-    let doc = json!({
+    let mut doc = json!({
         "node": {"id": "npm-connector", "cluster": "npm-connector"},
         // The admin API can dump the configuration, credential included: never on TCP.
         "admin": {"address": {"pipe": {"path": opts.admin_socket.display().to_string(), "mode": 0o600}}},
-        "static_resources": {
-            "listeners": [{
-                "name": listener_name,
-                "address": {"socket_address": {"address": opts.listen.ip().to_string(), "port_value": opts.listen.port()}},
-                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-            }],
-            "clusters": clusters,
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     });
+    if !extensions.is_empty() {
+        doc["bootstrap_extensions"] = json!(extensions);
+    }
     let yaml = serde_yaml_ng::to_string(&doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
     Ok(format!("# Rendered by npm-connector render. Contains the registry credential: keep it 0600.\n{yaml}"))
 }

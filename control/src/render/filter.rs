@@ -27,7 +27,8 @@ pub(crate) fn authority(u: &url::Url) -> String {
     }
 }
 
-pub(crate) fn config(planned: &[Planned<'_>], opts: &Options) -> Result<String, RenderError> {
+/// `proxy_listener`: clients reach the listener as an HTTP proxy, so a missing token gets 407.
+pub(crate) fn config(planned: &[Planned<'_>], opts: &Options, proxy_listener: bool) -> Result<String, RenderError> {
     let connectors: Vec<Value> = planned
         .iter()
         .map(|p| {
@@ -56,7 +57,7 @@ pub(crate) fn config(planned: &[Planned<'_>], opts: &Options) -> Result<String, 
         .collect();
     let cfg = json!({
         "unmatched": opts.unmatched,
-        "proxy_listener": opts.mode == Mode::Forward,
+        "proxy_listener": proxy_listener,
         "connectors": connectors,
     });
     let text = cfg.to_string();

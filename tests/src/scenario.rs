@@ -1,0 +1,247 @@
+//! The end-to-end scenario: a registry that demands credentials, connectors rendered from real
+//! manifests, Envoy running the filter, and npm/yarn flows through it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use npm_connector::render::{self, Mode, Options, Unmatched};
+use npm_connector::{manifest, output};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clients::{Npm, Run};
+use crate::envoy::{self, Envoy};
+use crate::pki::{self, Pki};
+use crate::procs::free_port;
+use crate::upstream::Upstream;
+use crate::verdaccio::{self, Verdaccio};
+
+pub const REGISTRY_HOST: &str = "registry.test";
+/// A second name for the same registry: team-b's connector, so that host matching picks it.
+pub const REGISTRY2_HOST: &str = "registry2.test";
+pub const REDIRECT_HOST: &str = "redirect.test";
+/// The registry users: one per connector. Passwords are random per run.
+pub const USERS: [&str; 2] = ["ci-a", "ci-b"];
+pub const REDIRECT_CREDENTIAL_PREFIX: &str = "redirect-credential-";
+
+/// Everything a scenario started, stopped when dropped (Envoy first, then the upstreams).
+pub struct Env {
+    pub envoy: Envoy,
+    pub registry: Verdaccio,
+    pub redirector: Upstream,
+    pub cdn: Upstream,
+    pub pki: Pki,
+    pub out: PathBuf,
+    pub mode: Mode,
+    /// Every secret of this run: registry passwords, the redirect credential, client tokens.
+    pub secrets: Vec<String>,
+    /// Client tokens by connector id.
+    pub tokens: BTreeMap<String, String>,
+    /// Output of every client run, for the leak check.
+    pub transcript: Vec<String>,
+    /// The manifests, for rendering variants of this run.
+    pub yaml: String,
+    pub dir: tempfile::TempDir,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random_secret(prefix: &str) -> String {
+    let t = npm_connector::token::mint().unwrap_or_else(|e| panic!("{e}"));
+    format!("{prefix}{}", &t.expose_secret()[5..25])
+}
+
+/// The manifests of the scenario, as a user writes them.
+fn manifests(registry_url: &str, redirect_url: &str, passwords: &[String], redirect_credential: &str) -> String {
+    let mut y = String::new();
+    for (i, user) in USERS.iter().enumerate() {
+        let (team, url) = if i == 0 {
+            ("team-a", registry_url.to_owned())
+        } else {
+            ("team-b", registry_url.replace(REGISTRY_HOST, REGISTRY2_HOST))
+        };
+        y += &format!(
+            "kind: Secret\napiVersion: v1\nmetadata:\n  name: registry-{team}\n  namespace: {team}\n\
+             type: kubernetes.io/basic-auth\nstringData:\n  username: {user}\n  password: \"{pw}\"\n---\n\
+             apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: npm\n  namespace: {team}\n\
+             spec:\n  connectorClassName: npm\n  address: {url}\n  auth:\n    name: basicAuth\n    secretRef:\n      name: registry-{team}\n---\n",
+            pw = passwords[i]
+        );
+    }
+    y += &format!(
+        "kind: Secret\napiVersion: v1\nmetadata:\n  name: redirect-token\n  namespace: team-a\n\
+         data:\n  token: {b64}\n---\n\
+         apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: redirector\n  namespace: team-a\n\
+         spec:\n  connectorClassName: npm\n  address: {redirect_url}\n  auth:\n    name: bearerToken\n    secretRef:\n      name: redirect-token\n",
+        b64 = base64::engine::general_purpose::STANDARD.encode(redirect_credential)
+    );
+    y
+}
+
+impl Env {
+    /// Starts the registry and upstreams, renders for `mode` and starts Envoy.
+    pub fn start(mode: Mode) -> Env {
+        let dir = tempfile::Builder::new().prefix("npm-connector-e2e-").tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path().to_owned();
+        let pki = pki::make(&d, &[REGISTRY_HOST, REGISTRY2_HOST, "127.0.0.1"]);
+        let passwords: Vec<String> = USERS.iter().map(|_| random_secret("pw-")).collect();
+        let users: Vec<(&str, &str)> = USERS.iter().copied().zip(passwords.iter().map(String::as_str)).collect();
+        let vdir = d.join("verdaccio");
+        std::fs::create_dir_all(&vdir).unwrap_or_else(|e| panic!("{e}"));
+        let registry = verdaccio::start(&vdir, &pki, REGISTRY_HOST, &users);
+        let cdn = Upstream::start(None);
+        let redirector = Upstream::start(Some(format!("http://{}/cdn/file.tgz", cdn.addr)));
+        let redirect_credential = random_secret(REDIRECT_CREDENTIAL_PREFIX);
+        let yaml = manifests(
+            &registry.public_url,
+            &format!("http://{REDIRECT_HOST}:{}/", redirector.addr.port()),
+            &passwords,
+            &redirect_credential,
+        );
+        std::fs::write(d.join("connectors.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let mut secrets = passwords.clone();
+        secrets.push(redirect_credential);
+        for (u, p) in USERS.iter().zip(&passwords) {
+            secrets.push(base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
+        }
+        let (envoy, tokens) = render_and_start(&d, mode, &pki.ca_cert, &yaml, "out", None);
+        secrets.extend(tokens.values().cloned());
+        Env {
+            envoy,
+            registry,
+            redirector,
+            cdn,
+            pki,
+            out: d.join("out"),
+            mode,
+            secrets,
+            tokens,
+            transcript: Vec::new(),
+            yaml,
+            dir,
+        }
+    }
+}
+
+/// Renders `yaml` for `mode` into `<dir>/<out>` and starts an Envoy on it; returns the client
+/// tokens by connector id.
+pub fn render_and_start(
+    dir: &Path,
+    mode: Mode,
+    ca: &Path,
+    yaml: &str,
+    out: &str,
+    token_expires_at: Option<u64>,
+) -> (Envoy, BTreeMap<String, String>) {
+    let connectors = manifest::load(&[("connectors.yaml".into(), yaml.to_owned())], "default").unwrap_or_else(|e| panic!("{e}"));
+    let out = dir.join(out);
+    let port = free_port();
+    let mut resolve: BTreeMap<String, IpAddr> = BTreeMap::new();
+    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST] {
+        resolve.insert(h.to_owned(), IpAddr::from([127, 0, 0, 1]));
+    }
+    let opts = Options {
+        mode,
+        listen: format!("127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}")),
+        public_url: None,
+        wasm: crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
+        admin_socket: out.join("admin.sock"),
+        upstream_ca: Some(ca.to_owned()),
+        resolve,
+        unmatched: Unmatched::Passthrough,
+        token_expires_at,
+    };
+    let mut minted = Vec::new();
+    let files = render::render(&connectors, &opts, || {
+        let t = npm_connector::token::mint().unwrap_or_else(|e| panic!("{e}"));
+        minted.push(t.expose_secret().to_owned());
+        t
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    output::write(&out, &files).unwrap_or_else(|e| panic!("{e}"));
+    let tokens = connectors.iter().map(|c| c.id()).zip(minted).collect();
+    let envoy = envoy::start(&out.join("envoy.yaml"), out.join("envoy.log"), port, out.join("admin.sock"));
+    (envoy, tokens)
+}
+
+impl Env {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    /// The rendered `.npmrc` of a connector.
+    pub fn npmrc(&self, id: &str) -> PathBuf {
+        self.out.join(id).join(".npmrc")
+    }
+
+    /// An npm with its own HOME using the given user config.
+    pub fn npm(&self, home: &str, userconfig: &Path) -> Npm {
+        Npm::new(&self.path(home), userconfig)
+    }
+
+    /// Runs npm and keeps its output for the leak check.
+    pub fn npm_run(&mut self, npm: &Npm, dir: &Path, args: &[&str]) -> Run {
+        let r = npm.run(dir, args);
+        self.transcript.push(r.all());
+        r
+    }
+
+    pub fn npm_ok(&mut self, npm: &Npm, dir: &Path, args: &[&str]) -> Run {
+        let r = self.npm_run(npm, dir, args);
+        assert!(r.ok, "npm {args:?} failed:\n{}\n--- envoy log tail:\n{}", r.all(), tail(&self.envoy.daemon.log_text()));
+        r
+    }
+
+    /// Writes a package to publish and returns its directory.
+    pub fn package(&self, name: &str, version: &str, deps: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path(&format!("pkgs/{}-{version}", name.replace('/', "+")));
+        let deps: serde_json::Map<String, serde_json::Value> =
+            deps.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
+        let pj = serde_json::json!({"name": name, "version": version, "main": "index.js", "dependencies": deps});
+        std::fs::write(dir.join("package.json"), pj.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("index.js"), format!("module.exports = {:?};\n", format!("{name}@{version}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        dir
+    }
+
+    /// Stops Envoy (flushing its logs) and asserts that no secret of this run appears in its
+    /// log (access log included) or in any client's output.
+    pub fn assert_nothing_leaked(&mut self) {
+        self.envoy.daemon.terminate();
+        assert!(self.envoy.daemon.log_text().contains("\" 200 "), "the access log was read in full");
+        let mut haystacks: Vec<(String, String)> = vec![("envoy log".into(), self.envoy.daemon.log_text())];
+        for (i, t) in self.transcript.iter().enumerate() {
+            haystacks.push((format!("client run #{i}"), t.clone()));
+        }
+        let tokens: Vec<&String> = self.tokens.values().collect();
+        for (what, text) in &haystacks {
+            for s in &self.secrets {
+                assert!(!text.contains(s.as_str()), "a secret leaked into {what}");
+            }
+            for t in &tokens {
+                assert!(!text.contains(t.as_str()), "a client token leaked into {what}");
+            }
+        }
+    }
+}
+
+/// The last lines of a log, without Envoy's start-up chatter.
+pub fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.contains("][info][main]")).collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+pub fn expired_at() -> u64 {
+    now().saturating_sub(60)
+}
+
+/// `token` as a `SecretString`, for APIs that take one.
+pub fn secret(token: &str) -> SecretString {
+    SecretString::from(token.to_owned())
+}

@@ -1,0 +1,54 @@
+//! A real Verdaccio over HTTPS that demands authentication for every read and write, writing
+//! absolute https tarball URLs on the registry's host name, as Nexus and GitLab do.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use sha1::{Digest, Sha1};
+
+use crate::pki::Pki;
+use crate::procs::{free_port, wait_for_port, Daemon};
+
+pub struct Verdaccio {
+    pub daemon: Daemon,
+    pub port: u16,
+    /// The registry's URL as clients and Envoy name it: `https://<host>:<port>/`.
+    pub public_url: String,
+}
+
+/// Starts Verdaccio on 127.0.0.1 with the given users. Passwords use htpasswd's `{SHA}` form:
+/// bcrypt would cost ~75 ms a request.
+pub fn start(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)]) -> Verdaccio {
+    let bin = crate::tool("VERDACCIO_BIN", "tests/registry/node_modules/.bin/verdaccio");
+    let port = free_port();
+    let htpasswd: String = users
+        .iter()
+        .map(|(u, p)| format!("{u}:{{SHA}}{}\n", base64::engine::general_purpose::STANDARD.encode(Sha1::digest(p.as_bytes()))))
+        .collect();
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    };
+    write("htpasswd", &htpasswd);
+    let access = "    access: $authenticated\n    publish: $authenticated\n    unpublish: $authenticated\n";
+    let config = format!(
+        "storage: {storage}\nauth:\n  htpasswd:\n    file: {htpasswd}\n    max_users: -1\n\
+         packages:\n  '@*/*':\n{access}  '**':\n{access}\
+         https:\n  key: {key}\n  cert: {cert}\n  ca: {ca}\n\
+         listen: https://127.0.0.1:{port}\nlog: {{type: stdout, format: pretty, level: http}}\n",
+        storage = dir.join("storage").display(),
+        htpasswd = dir.join("htpasswd").display(),
+        key = pki.server_key.display(),
+        cert = pki.server_cert.display(),
+        ca = pki.ca_cert.display(),
+    );
+    write("config.yaml", &config);
+    let public_url = format!("https://{host}:{port}/");
+    let mut cmd = Command::new("node");
+    cmd.arg(&bin).arg("-c").arg(dir.join("config.yaml"));
+    cmd.env("VERDACCIO_PUBLIC_URL", &public_url).env("NODE_NO_WARNINGS", "1");
+    let mut daemon = Daemon::spawn("verdaccio", cmd, dir.join("verdaccio.log"));
+    wait_for_port(&mut daemon, port, Duration::from_secs(60));
+    Verdaccio { daemon, port, public_url }
+}
