@@ -12,7 +12,11 @@ use npm_connector::render::{self, Mode, Options, Unmatched};
 use npm_connector::{manifest, output, token};
 
 #[derive(Parser)]
-#[command(name = "npm-connector", version, about = "Lets build pods use private npm registries without holding the credential")]
+#[command(
+    name = "npm-connector",
+    version,
+    about = "Lets build pods use private npm registries without holding the credential"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -72,7 +76,9 @@ struct RenderArgs {
 
 fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
     let (h, ip) = s.split_once('=').ok_or("expected HOST=IP")?;
-    let ip = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
     Ok((h.to_ascii_lowercase(), ip))
 }
 
@@ -84,7 +90,9 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
         Some('d') => (&s[..s.len() - 1], 86400),
         _ => (s, 1),
     };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with an optional s, m, h or d"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with an optional s, m, h or d"))?;
     if n == 0 {
         return Err("a TTL of zero would mint tokens that are already expired".into());
     }
@@ -102,18 +110,26 @@ fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
     if local.exists() {
         return Some(local);
     }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("envoy")).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("envoy"))
+            .find(|p| p.is_file())
+    })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() { p.to_owned() } else { std::env::current_dir()?.join(p) })
+    Ok(if p.is_absolute() {
+        p.to_owned()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
 }
 
 fn run_render(a: RenderArgs) -> Result<()> {
     let mut sources = Vec::new();
     for f in &a.files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         sources.push((f.display().to_string(), text));
     }
     let connectors = manifest::load(&sources, &a.namespace)?;
@@ -125,7 +141,9 @@ fn run_render(a: RenderArgs) -> Result<()> {
         public_url: a.public_url,
         wasm: match a.wasm {
             Some(w) => w,
-            None => absolute(Path::new("target/wasm32-wasip1/release/npm_connector_filter.wasm"))?,
+            None => absolute(Path::new(
+                "target/wasm32-wasip1/release/npm_connector_filter.wasm",
+            ))?,
         },
         admin_socket: match a.admin_socket {
             Some(s) => s,
@@ -133,7 +151,11 @@ fn run_render(a: RenderArgs) -> Result<()> {
         },
         upstream_ca: a.upstream_ca.map(|p| absolute(&p)).transpose()?,
         resolve: a.resolve.into_iter().collect::<BTreeMap<_, _>>(),
-        unmatched: if a.unmatched == "deny" { Unmatched::Deny } else { Unmatched::Passthrough },
+        unmatched: if a.unmatched == "deny" {
+            Unmatched::Deny
+        } else {
+            Unmatched::Passthrough
+        },
         token_expires_at: a.token_ttl.map(|t| now + t),
     };
     let mut mint_error = None;
@@ -148,12 +170,19 @@ fn run_render(a: RenderArgs) -> Result<()> {
     }
     output::write(&out, &files)?;
     for c in &connectors {
-        println!("rendered connector {} -> {}", c.id(), out.join(&c.namespace).join(&c.name).display());
+        println!(
+            "rendered connector {} -> {}",
+            c.id(),
+            out.join(&c.namespace).join(&c.name).display()
+        );
     }
     let envoy_yaml = out.join("envoy.yaml");
     println!("rendered Envoy bootstrap -> {}", envoy_yaml.display());
     if !opts.wasm.exists() {
-        println!("note: {} does not exist yet; build the filter (make wasm) or pass --wasm", opts.wasm.display());
+        println!(
+            "note: {} does not exist yet; build the filter (make wasm) or pass --wasm",
+            opts.wasm.display()
+        );
     }
     if a.no_validate {
         return Ok(());
@@ -168,8 +197,17 @@ fn run_render(a: RenderArgs) -> Result<()> {
                 .with_context(|| format!("cannot run {}", envoy.display()))?;
             if !res.status.success() {
                 // Envoy may quote the configuration it rejects: never print the credential.
-                let said = format!("{}{}", String::from_utf8_lossy(&res.stdout), String::from_utf8_lossy(&res.stderr));
-                bail!("Envoy ({}) rejected {}:\n{}", envoy.display(), envoy_yaml.display(), output::redact(&said, &connectors));
+                let said = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&res.stdout),
+                    String::from_utf8_lossy(&res.stderr)
+                );
+                bail!(
+                    "Envoy ({}) rejected {}:\n{}",
+                    envoy.display(),
+                    envoy_yaml.display(),
+                    output::redact(&said, &connectors)
+                );
             }
             println!("validated with {} --mode validate: OK", envoy.display());
         }

@@ -79,7 +79,8 @@ impl Options {
     fn public_url(&self) -> Result<url::Url, RenderError> {
         let u = match &self.public_url {
             Some(u) => u.clone(),
-            None => url::Url::parse(&format!("http://{}/", self.listen)).map_err(|e| RenderError::PublicUrl(e.to_string()))?,
+            None => url::Url::parse(&format!("http://{}/", self.listen))
+                .map_err(|e| RenderError::PublicUrl(e.to_string()))?,
         };
         if u.scheme() != "http" || u.host_str().is_none() {
             return Err(RenderError::PublicUrl(u.to_string()));
@@ -114,16 +115,32 @@ pub fn render(
                     u
                 }
             };
-            Planned { connector: c, token: mint(), client_registry }
+            Planned {
+                connector: c,
+                token: mint(),
+                client_registry,
+            }
         })
         .collect();
     let mut files = Vec::new();
     for p in &planned {
         let dir = PathBuf::from(&p.connector.namespace).join(&p.connector.name);
-        files.push(OutFile { path: dir.join(".npmrc"), contents: client::npmrc(p, opts, &public), secret: true });
-        files.push(OutFile { path: dir.join(".yarnrc.yml"), contents: client::yarnrc(p, opts, &public), secret: true });
+        files.push(OutFile {
+            path: dir.join(".npmrc"),
+            contents: client::npmrc(p, opts, &public),
+            secret: true,
+        });
+        files.push(OutFile {
+            path: dir.join(".yarnrc.yml"),
+            contents: client::yarnrc(p, opts, &public),
+            secret: true,
+        });
     }
-    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: envoy::bootstrap(&planned, opts)?, secret: true });
+    files.push(OutFile {
+        path: PathBuf::from("envoy.yaml"),
+        contents: envoy::bootstrap(&planned, opts)?,
+        secret: true,
+    });
     Ok(files)
 }
 

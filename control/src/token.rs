@@ -35,7 +35,10 @@ mod tests {
         let b = mint().unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_eq!(a.expose_secret().len(), 5 + 43);
-        assert!(a.expose_secret().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a
+            .expose_secret()
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(hash(&a).len(), 64);
     }
 }

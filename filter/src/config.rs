@@ -52,9 +52,17 @@ fn default_prefix() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 enum RawCredential {
-    Basic { username: String, password: SecretString },
-    Bearer { token: SecretString },
-    Header { name: String, value: SecretString },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    Bearer {
+        token: SecretString,
+    },
+    Header {
+        name: String,
+        value: SecretString,
+    },
 }
 
 #[derive(Deserialize)]
@@ -86,19 +94,38 @@ pub enum ConfigError {
     #[error("connector {connector}: hosts must not be empty")]
     NoHosts { connector: String },
     #[error("connector {connector}: host {host:?}: {reason}")]
-    BadHost { connector: String, host: String, reason: String },
+    BadHost {
+        connector: String,
+        host: String,
+        reason: String,
+    },
     #[error("connector {connector}: path_prefix {prefix:?} must start with '/' and have no '.' or '..' segments")]
     BadPrefix { connector: String, prefix: String },
     #[error("connector {connector}: credential: {reason}")]
-    BadCredential { connector: String, reason: &'static str },
+    BadCredential {
+        connector: String,
+        reason: &'static str,
+    },
     #[error("connector {connector}: tokens[{index}].sha256 must be 64 hex digits")]
     BadTokenHash { connector: String, index: usize },
     #[error("connector {connector}: tokens must not be empty, or no client could ever use it")]
     NoTokens { connector: String },
-    #[error("connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'")]
-    BadRewrite { connector: String, field: &'static str },
-    #[error("connectors {first} and {second} both claim host {host:?} with path prefix {prefix:?}")]
-    Overlap { first: String, second: String, host: String, prefix: String },
+    #[error(
+        "connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'"
+    )]
+    BadRewrite {
+        connector: String,
+        field: &'static str,
+    },
+    #[error(
+        "connectors {first} and {second} both claim host {host:?} with path prefix {prefix:?}"
+    )]
+    Overlap {
+        first: String,
+        second: String,
+        host: String,
+        prefix: String,
+    },
 }
 
 /// The header that carries the registry credential upstream, computed once per configuration.
@@ -110,7 +137,11 @@ pub struct Credential {
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credential {{ header: {:?}, value: <redacted> }}", self.header)
+        write!(
+            f,
+            "Credential {{ header: {:?}, value: <redacted> }}",
+            self.header
+        )
     }
 }
 
@@ -141,7 +172,8 @@ pub struct Config {
 impl Config {
     /// Parses and validates the plugin configuration bytes.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(describe(&e)))?;
+        let raw: RawConfig =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(describe(&e)))?;
         Self::try_from(raw)
     }
 }
@@ -150,7 +182,12 @@ impl Config {
 /// secret: keep the messages that only name fields or variants, else just say where.
 fn describe(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    let safe = ["unknown field", "missing field", "duplicate field", "unknown variant"];
+    let safe = [
+        "unknown field",
+        "missing field",
+        "duplicate field",
+        "unknown variant",
+    ];
     if safe.iter().any(|p| msg.starts_with(p)) {
         msg
     } else {
@@ -193,7 +230,11 @@ impl TryFrom<RawConfig> for Config {
             }
             connectors.push(c);
         }
-        Ok(Config { unmatched: raw.unmatched, proxy_listener: raw.proxy_listener, connectors })
+        Ok(Config {
+            unmatched: raw.unmatched,
+            proxy_listener: raw.proxy_listener,
+            connectors,
+        })
     }
 }
 
@@ -219,16 +260,22 @@ impl Connector {
             })?;
             hosts.push(p);
         }
-        let prefix = PathPrefix::parse(&raw.path_prefix)
-            .ok_or_else(|| ConfigError::BadPrefix { connector: name.clone(), prefix: raw.path_prefix.clone() })?;
+        let prefix = PathPrefix::parse(&raw.path_prefix).ok_or_else(|| ConfigError::BadPrefix {
+            connector: name.clone(),
+            prefix: raw.path_prefix.clone(),
+        })?;
         let credential = credential(&name, raw.credential)?;
         if raw.tokens.is_empty() {
             return Err(ConfigError::NoTokens { connector: name });
         }
         let mut tokens = Vec::with_capacity(raw.tokens.len());
         for (i, t) in raw.tokens.iter().enumerate() {
-            let hash = TokenHash::from_hex(&t.sha256, t.expires_at)
-                .ok_or_else(|| ConfigError::BadTokenHash { connector: name.clone(), index: i })?;
+            let hash = TokenHash::from_hex(&t.sha256, t.expires_at).ok_or_else(|| {
+                ConfigError::BadTokenHash {
+                    connector: name.clone(),
+                    index: i,
+                }
+            })?;
             tokens.push(hash);
         }
         let rewrite = match raw.rewrite {
@@ -240,13 +287,26 @@ impl Connector {
                         && !v.contains('"')
                         && !v.contains('\\');
                     if !ok {
-                        return Err(ConfigError::BadRewrite { connector: name, field });
+                        return Err(ConfigError::BadRewrite {
+                            connector: name,
+                            field,
+                        });
                     }
                 }
-                Some(Rewrite { upstream: r.upstream, client: r.client })
+                Some(Rewrite {
+                    upstream: r.upstream,
+                    client: r.client,
+                })
             }
         };
-        Ok(Connector { name, hosts, prefix, credential, tokens, rewrite })
+        Ok(Connector {
+            name,
+            hosts,
+            prefix,
+            credential,
+            tokens,
+            rewrite,
+        })
     }
 }
 
@@ -254,11 +314,15 @@ impl Connector {
 fn is_dns_label_ish(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 fn credential(connector: &str, raw: RawCredential) -> Result<Credential, ConfigError> {
-    let bad = |reason| ConfigError::BadCredential { connector: connector.to_owned(), reason };
+    let bad = |reason| ConfigError::BadCredential {
+        connector: connector.to_owned(),
+        reason,
+    };
     let (header, value) = match raw {
         RawCredential::Basic { username, password } => {
             if username.contains(':') {
@@ -272,7 +336,10 @@ fn credential(connector: &str, raw: RawCredential) -> Result<Credential, ConfigE
             if token.expose_secret().is_empty() {
                 return Err(bad("bearer token is empty"));
             }
-            ("authorization".to_owned(), format!("Bearer {}", token.expose_secret()))
+            (
+                "authorization".to_owned(),
+                format!("Bearer {}", token.expose_secret()),
+            )
         }
         RawCredential::Header { name, value } => {
             let lname = name.to_ascii_lowercase();
@@ -281,7 +348,9 @@ fn credential(connector: &str, raw: RawCredential) -> Result<Credential, ConfigE
                 return Err(bad("header name is not a valid HTTP header name"));
             }
             if lname.starts_with(':') || lname == "host" || lname == "proxy-authorization" {
-                return Err(bad("header name may not be a pseudo-header, host or proxy-authorization"));
+                return Err(bad(
+                    "header name may not be a pseudo-header, host or proxy-authorization",
+                ));
             }
             (lname, value.expose_secret().to_owned())
         }
@@ -290,7 +359,10 @@ fn credential(connector: &str, raw: RawCredential) -> Result<Credential, ConfigE
     if value.is_empty() || value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
         return Err(bad("credential value is empty or has control characters"));
     }
-    Ok(Credential { header, value: SecretString::from(value) })
+    Ok(Credential {
+        header,
+        value: SecretString::from(value),
+    })
 }
 
 #[cfg(test)]

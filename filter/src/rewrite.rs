@@ -27,15 +27,26 @@ pub enum Eligibility {
 pub fn request_allows_rewrite(path: &str) -> bool {
     match path.split_once('?') {
         None => true,
-        Some((_, query)) => !query.split('&').any(|kv| kv.eq_ignore_ascii_case("write=true")),
+        Some((_, query)) => !query
+            .split('&')
+            .any(|kv| kv.eq_ignore_ascii_case("write=true")),
     }
 }
 
 /// Packuments come as `application/json` or, for the abbreviated form npm asks for with
 /// `Accept: application/vnd.npm.install-v1+json`, as that type.
-pub fn eligibility(status: u16, content_type: Option<&str>, content_encoding: Option<&str>) -> Eligibility {
-    let media = content_type.and_then(|ct| ct.split(';').next()).map(|m| m.trim().to_ascii_lowercase());
-    let json = matches!(media.as_deref(), Some("application/json") | Some("application/vnd.npm.install-v1+json"));
+pub fn eligibility(
+    status: u16,
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Eligibility {
+    let media = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    let json = matches!(
+        media.as_deref(),
+        Some("application/json") | Some("application/vnd.npm.install-v1+json")
+    );
     if status != 200 || !json {
         return Eligibility::NotPackument;
     }
@@ -58,7 +69,10 @@ pub struct Rewriter {
 
 enum Probe {
     /// A match: the URL's upstream base spans `start..end`.
-    Match { start: usize, end: usize },
+    Match {
+        start: usize,
+        end: usize,
+    },
     NoMatch,
     /// The buffer ends before we can tell.
     Incomplete,
@@ -91,13 +105,17 @@ impl Rewriter {
             }
             Some(i)
         };
-        let Some(i) = skip_ws(key_at + KEY.len()) else { return Probe::NoMatch };
+        let Some(i) = skip_ws(key_at + KEY.len()) else {
+            return Probe::NoMatch;
+        };
         match buf.get(i) {
             None => return Probe::Incomplete,
             Some(b':') => {}
             Some(_) => return Probe::NoMatch,
         }
-        let Some(i) = skip_ws(i + 1) else { return Probe::NoMatch };
+        let Some(i) = skip_ws(i + 1) else {
+            return Probe::NoMatch;
+        };
         match buf.get(i) {
             None => return Probe::Incomplete,
             Some(b'"') => {}
@@ -107,7 +125,10 @@ impl Rewriter {
         let have = &buf[start.min(buf.len())..];
         if have.len() >= self.upstream.len() {
             if have.starts_with(&self.upstream) {
-                Probe::Match { start, end: start + self.upstream.len() }
+                Probe::Match {
+                    start,
+                    end: start + self.upstream.len(),
+                }
             } else {
                 Probe::NoMatch
             }
@@ -145,7 +166,10 @@ impl Rewriter {
         }
         // The tail may hold the first bytes of a key split across chunks.
         let tail = &buf[emitted..];
-        let hold = (1..KEY.len()).rev().find(|&n| n <= tail.len() && KEY.starts_with(&tail[tail.len() - n..])).unwrap_or(0);
+        let hold = (1..KEY.len())
+            .rev()
+            .find(|&n| n <= tail.len() && KEY.starts_with(&tail[tail.len() - n..]))
+            .unwrap_or(0);
         let cut = buf.len() - hold;
         out.extend_from_slice(&buf[emitted..cut]);
         self.carry = buf[cut..].to_vec();

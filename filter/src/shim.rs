@@ -85,7 +85,10 @@ impl RootContext for Root {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match Config::from_json(&bytes) {
             Ok(config) => {
-                log::info!("npm-connector: configured {} connector(s)", config.connectors.len());
+                log::info!(
+                    "npm-connector: configured {} connector(s)",
+                    config.connectors.len()
+                );
                 self.compiled = Some(Rc::new(Compiled::new(config)));
                 true
             }
@@ -98,7 +101,12 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http { compiled: self.compiled.clone(), connector: None, rewrite_allowed: false, rewriter: None }))
+        Some(Box::new(Http {
+            compiled: self.compiled.clone(),
+            connector: None,
+            rewrite_allowed: false,
+            rewriter: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -127,7 +135,11 @@ impl Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let Some(compiled) = self.compiled.clone() else {
-            return self.refuse(503, None, r#"{"error":"npm-connector: filter has no configuration"}"#);
+            return self.refuse(
+                503,
+                None,
+                r#"{"error":"npm-connector: filter has no configuration"}"#,
+            );
         };
         let authority = self.get_http_request_header(":authority");
         let path = self.get_http_request_header(":path");
@@ -139,7 +151,11 @@ impl HttpContext for Http {
             proxy_authorization: proxy_authorization.as_deref(),
             authorization: authorization.as_deref(),
         };
-        let now = self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         match decision::decide(&compiled.config, &req, now) {
             Decision::PassThrough => {
                 if proxy_authorization.is_some() {
@@ -164,8 +180,12 @@ impl HttpContext for Http {
                 };
                 self.set_http_request_header("proxy-authorization", None);
                 self.set_http_request_header("authorization", None);
-                self.set_http_request_header(&c.credential.header, Some(c.credential.value.expose_secret()));
-                self.rewrite_allowed = c.rewrite.is_some() && rewrite::request_allows_rewrite(path.as_deref().unwrap_or("/"));
+                self.set_http_request_header(
+                    &c.credential.header,
+                    Some(c.credential.value.expose_secret()),
+                );
+                self.rewrite_allowed = c.rewrite.is_some()
+                    && rewrite::request_allows_rewrite(path.as_deref().unwrap_or("/"));
                 if self.rewrite_allowed {
                     // The rewrite works on plain JSON; tarballs are already gzip either way.
                     self.set_http_request_header("accept-encoding", Some("identity"));
@@ -180,13 +200,23 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        let (Some(compiled), Some(i), true) = (self.compiled.clone(), self.connector, self.rewrite_allowed) else {
+        let (Some(compiled), Some(i), true) =
+            (self.compiled.clone(), self.connector, self.rewrite_allowed)
+        else {
             return Action::Continue;
         };
-        let Some(rule) = compiled.config.connectors.get(i).and_then(|c| c.rewrite.as_ref()) else {
+        let Some(rule) = compiled
+            .config
+            .connectors
+            .get(i)
+            .and_then(|c| c.rewrite.as_ref())
+        else {
             return Action::Continue;
         };
-        let status = self.get_http_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = self
+            .get_http_response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let ct = self.get_http_response_header("content-type");
         let ce = self.get_http_response_header("content-encoding");
         match rewrite::eligibility(status, ct.as_deref(), ce.as_deref()) {
@@ -196,7 +226,10 @@ impl HttpContext for Http {
                 self.rewriter = Some(Rewriter::new(rule));
             }
             Eligibility::Encoded => {
-                log::warn!("npm-connector: {}: packument arrived compressed; tarball URLs not rewritten", compiled.config.connectors[i].name);
+                log::warn!(
+                    "npm-connector: {}: packument arrived compressed; tarball URLs not rewritten",
+                    compiled.config.connectors[i].name
+                );
                 if let Some(ids) = compiled.counters.get(i) {
                     bump(ids.rewrite_skipped);
                 }
@@ -211,7 +244,9 @@ impl HttpContext for Http {
             return Action::Continue;
         }
         let chunk = self.get_http_response_body(0, size).unwrap_or_default();
-        let Some(rw) = self.rewriter.as_mut() else { return Action::Continue };
+        let Some(rw) = self.rewriter.as_mut() else {
+            return Action::Continue;
+        };
         let mut out = rw.push(&chunk);
         if eos {
             out.extend(rw.finish());

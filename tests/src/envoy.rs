@@ -21,10 +21,22 @@ pub fn binary() -> PathBuf {
 pub fn start(config: &Path, log: PathBuf, port: u16, admin_socket: PathBuf) -> Envoy {
     let mut cmd = Command::new(binary());
     // Access logs are flushed every 100 ms, so a test reads what it just caused.
-    cmd.arg("-c").arg(config).args(["--use-dynamic-base-id", "--log-level", "info", "--concurrency", "1", "--file-flush-interval-msec", "100"]);
+    cmd.arg("-c").arg(config).args([
+        "--use-dynamic-base-id",
+        "--log-level",
+        "info",
+        "--concurrency",
+        "1",
+        "--file-flush-interval-msec",
+        "100",
+    ]);
     let mut daemon = Daemon::spawn("envoy", cmd, log);
     wait_for_port(&mut daemon, port, Duration::from_secs(30));
-    Envoy { daemon, port, admin_socket }
+    Envoy {
+        daemon,
+        port,
+        admin_socket,
+    }
 }
 
 impl Envoy {
@@ -36,7 +48,11 @@ impl Envoy {
             .arg(format!("http://admin{path}"))
             .output()
             .unwrap_or_else(|e| panic!("curl: {e}"));
-        assert!(out.status.success(), "admin {path}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "admin {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -18,7 +18,13 @@ fn nerf_dart(u: &url::Url) -> String {
 /// sees `ns/name:token` in `Proxy-Authorization: Basic`.
 fn proxy_url(p: &Planned<'_>, public: &url::Url) -> String {
     let c = p.connector;
-    format!("http://{}%2F{}:{}@{}/", c.namespace, c.name, p.token.expose_secret(), authority(public))
+    format!(
+        "http://{}%2F{}:{}@{}/",
+        c.namespace,
+        c.name,
+        p.token.expose_secret(),
+        authority(public)
+    )
 }
 
 fn header(p: &Planned<'_>, opts: &Options, comment: &str) -> String {
@@ -39,7 +45,11 @@ pub(crate) fn npmrc(p: &Planned<'_>, opts: &Options, public: &url::Url) -> Strin
     if opts.mode == Mode::Forward {
         s += &format!("proxy={}\n", proxy_url(p, public));
     }
-    s += &format!("{}:_authToken={}\n", nerf_dart(&p.client_registry), p.token.expose_secret());
+    s += &format!(
+        "{}:_authToken={}\n",
+        nerf_dart(&p.client_registry),
+        p.token.expose_secret()
+    );
     s
 }
 
@@ -53,6 +63,9 @@ pub(crate) fn yarnrc(p: &Planned<'_>, opts: &Options, public: &url::Url) -> Stri
         s += &format!("httpProxy: {}\n", q(&proxy_url(p, public)));
     }
     // Yarn refuses plain-http registries unless listed; the http leg only reaches the proxy.
-    s += &format!("unsafeHttpWhitelist:\n  - {}\n", q(p.client_registry.host_str().unwrap_or_default()));
+    s += &format!(
+        "unsafeHttpWhitelist:\n  - {}\n",
+        q(p.client_registry.host_str().unwrap_or_default())
+    );
     s
 }

@@ -41,7 +41,9 @@ impl Upstream {
 fn cluster(up: &Upstream, opts: &Options) -> Value {
     let name = up.cluster_name();
     let pinned = opts.resolve.get(&up.host);
-    let address = pinned.map(|ip| ip.to_string()).unwrap_or_else(|| up.host.clone());
+    let address = pinned
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| up.host.clone());
     let mut c = json!({
         "name": name,
         "type": if pinned.is_some() || up.host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "LOGICAL_DNS" },
@@ -53,8 +55,16 @@ fn cluster(up: &Upstream, opts: &Options) -> Value {
         c["dns_lookup_family"] = json!("V4_PREFERRED");
     }
     if up.tls {
-        let ca = opts.upstream_ca.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| SYSTEM_CA.to_owned());
-        let san_type = if up.host.parse::<std::net::IpAddr>().is_ok() { "IP_ADDRESS" } else { "DNS" };
+        let ca = opts
+            .upstream_ca
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| SYSTEM_CA.to_owned());
+        let san_type = if up.host.parse::<std::net::IpAddr>().is_ok() {
+            "IP_ADDRESS"
+        } else {
+            "DNS"
+        };
         // Verify the registry's certificate chain *and* that it names the registry host.
         c["transport_socket"] = json!({
             "name": "envoy.transport_sockets.tls",
@@ -93,7 +103,10 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Val
             // One virtual host per registry authority; Envoy matches `host` and `host:port`.
             let mut by_up: BTreeMap<Upstream, Vec<String>> = BTreeMap::new();
             for p in planned {
-                by_up.entry(Upstream::of(&p.connector.address)).or_default().push(p.connector.id());
+                by_up
+                    .entry(Upstream::of(&p.connector.address))
+                    .or_default()
+                    .push(p.connector.id());
             }
             let mut vhosts: Vec<Value> = by_up
                 .iter()
@@ -117,9 +130,13 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Val
                 })
                 .collect();
             let fallback = match (side, opts.unmatched) {
-                (Side::Outer, Unmatched::Passthrough) => json!({"match": {"prefix": "/"}, "route": route_to(PASSTHROUGH)}),
-                (Side::Outer, Unmatched::Deny) => json!({"match": {"prefix": "/"}, "direct_response":
-                    json_reply(403, "npm-connector: this proxy only allows its connectors' registries")}),
+                (Side::Outer, Unmatched::Passthrough) => {
+                    json!({"match": {"prefix": "/"}, "route": route_to(PASSTHROUGH)})
+                }
+                (Side::Outer, Unmatched::Deny) => {
+                    json!({"match": {"prefix": "/"}, "direct_response":
+                    json_reply(403, "npm-connector: this proxy only allows its connectors' registries")})
+                }
                 // A tunnel was opened for a registry host; any other Host inside it is refused.
                 (Side::Tunnel, _) => json!({"match": {"prefix": "/"}, "direct_response":
                     json_reply(403, "npm-connector: the Host of a tunnelled request must be the registry the tunnel was opened for")}),
@@ -201,14 +218,22 @@ fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -
 pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options) -> Result<String, RenderError> {
     let forward = opts.mode == Mode::Forward;
     let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
-    let mut http_filters = vec![wasm_filter(opts, &filter::config(planned, opts, forward)?, "npm_connector")];
+    let mut http_filters = vec![wasm_filter(
+        opts,
+        &filter::config(planned, opts, forward)?,
+        "npm_connector",
+    )];
     if passthrough {
         http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
             "dns_cache_config": dns_cache()}}));
     }
     http_filters.push(router());
-    let mut outer = hcm("npm_connector", virtual_hosts(planned, opts, Side::Outer), http_filters);
+    let mut outer = hcm(
+        "npm_connector",
+        virtual_hosts(planned, opts, Side::Outer),
+        http_filters,
+    );
     let listen = opts.listen;
     let mut listeners = Vec::new();
     let mut clusters: Vec<Value> = Vec::new();
@@ -217,22 +242,40 @@ pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options) -> Result<Strin
         // A forward proxy receives absolute URLs (`GET http://registry/...`) and CONNECT.
         outer["typed_config"]["http_protocol_options"] = json!({"allow_absolute_url": true});
         outer["typed_config"]["upgrade_configs"] = json!([{"upgrade_type": "CONNECT"}]);
-        let inner_filters = vec![wasm_filter(opts, &filter::config(planned, opts, false)?, "npm_connector_tunnel"), router()];
-        let inner = hcm("npm_connector_tunnel", virtual_hosts(planned, opts, Side::Tunnel), inner_filters);
+        let inner_filters = vec![
+            wasm_filter(
+                opts,
+                &filter::config(planned, opts, false)?,
+                "npm_connector_tunnel",
+            ),
+            router(),
+        ];
+        let inner = hcm(
+            "npm_connector_tunnel",
+            virtual_hosts(planned, opts, Side::Tunnel),
+            inner_filters,
+        );
         listeners.push(json!({"name": TUNNEL_LISTENER, "internal_listener": {}, "filter_chains": [{"filters": [inner]}]}));
         clusters.push(json!({"name": TUNNEL_CLUSTER, "connect_timeout": "5s", "load_assignment": {"cluster_name": TUNNEL_CLUSTER,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": TUNNEL_LISTENER}}}}]}]}}));
         extensions.push(json!({"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}));
     }
-    let listener_name = if forward { "npm_connector_forward" } else { "npm_connector_gateway" };
+    let listener_name = if forward {
+        "npm_connector_forward"
+    } else {
+        "npm_connector_gateway"
+    };
     listeners.insert(0, json!({
         "name": listener_name,
         "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}},
         "filter_chains": [{"filters": [outer]}],
     }));
 
-    let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
+    let mut ups: Vec<Upstream> = planned
+        .iter()
+        .map(|p| Upstream::of(&p.connector.address))
+        .collect();
     ups.sort();
     ups.dedup();
     clusters.splice(0..0, ups.iter().map(|u| cluster(u, opts)));

@@ -14,7 +14,9 @@ fn credential(c: &Credential) -> Value {
             json!({"basic": {"username": username, "password": password.expose_secret()}})
         }
         Credential::Bearer { token } => json!({"bearer": {"token": token.expose_secret()}}),
-        Credential::Header { name, value } => json!({"header": {"name": name, "value": value.expose_secret()}}),
+        Credential::Header { name, value } => {
+            json!({"header": {"name": name, "value": value.expose_secret()}})
+        }
     }
 }
 
@@ -28,7 +30,11 @@ pub(crate) fn authority(u: &url::Url) -> String {
 }
 
 /// `proxy_listener`: clients reach the listener as an HTTP proxy, so a missing token gets 407.
-pub(crate) fn config(planned: &[Planned<'_>], opts: &Options, proxy_listener: bool) -> Result<String, RenderError> {
+pub(crate) fn config(
+    planned: &[Planned<'_>],
+    opts: &Options,
+    proxy_listener: bool,
+) -> Result<String, RenderError> {
     let connectors: Vec<Value> = planned
         .iter()
         .map(|p| {
@@ -50,7 +56,8 @@ pub(crate) fn config(planned: &[Planned<'_>], opts: &Options, proxy_listener: bo
             }
             // Tarball URLs on the registry's own URL must come back through the proxy.
             if c.address.as_str() != p.client_registry.as_str() {
-                v["rewrite"] = json!({"upstream": c.address.as_str(), "client": p.client_registry.as_str()});
+                v["rewrite"] =
+                    json!({"upstream": c.address.as_str(), "client": p.client_registry.as_str()});
             }
             v
         })

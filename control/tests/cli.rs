@@ -1,0 +1,104 @@
+//! The `npm-connector` binary as users run it: help, a render of the seed manifest (validated
+//! by the real Envoy when one is installed), and a bad manifest.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_npm-connector"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_on_every_command() {
+    for args in [&["--help"][..], &["render", "--help"]] {
+        let o = cli(args);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("Usage: npm-connector"), "{}", text(&o));
+    }
+}
+
+#[test]
+fn renders_the_seed_manifest_and_validates_it() {
+    let out = tempfile::tempdir().unwrap();
+    let wasm = root().join("target/wasm32-wasip1/release/npm_connector_filter.wasm");
+    let o = cli(&[
+        "render",
+        "-f",
+        "examples/connectors.yaml",
+        "-o",
+        out.path().to_str().unwrap(),
+        "--wasm",
+        wasm.to_str().unwrap(),
+    ]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    for f in [
+        "envoy.yaml",
+        "default/npm-connector/.npmrc",
+        "default/npm-connector/.yarnrc.yml",
+    ] {
+        let mode = std::fs::metadata(out.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // With an Envoy installed (as `make test` does), the rendered bootstrap is validated by it.
+    let envoy = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    match envoy {
+        Some(_) if wasm.exists() => assert!(said.contains("--mode validate: OK"), "{said}"),
+        _ => assert!(
+            said.contains("not validated") || said.contains("--mode validate: OK"),
+            "{said}"
+        ),
+    }
+    assert!(!said.contains("your-registry-password"), "{said}");
+}
+
+#[test]
+fn a_bad_manifest_names_file_document_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = std::fs::read_to_string(root().join("examples/connectors.yaml"))
+        .unwrap()
+        .replace("address:", "adress:");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, bad).unwrap();
+    let o = cli(&[
+        "render",
+        "-f",
+        path.to_str().unwrap(),
+        "-o",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    let said = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        said.contains("bad.yaml, document 2, spec.adress: unknown field `adress`"),
+        "{said}"
+    );
+    assert!(!said.contains("your-registry-password"));
+    assert!(
+        !Path::new(&dir.path().join("out/envoy.yaml")).exists(),
+        "nothing written on error"
+    );
+}
