@@ -61,6 +61,7 @@ e2e: tools wasm
 
 ## demo: a registry that demands credentials, a connector for it, npm install and publish through Envoy
 demo: tools wasm
+	cargo build -q -p npm-connector
 	cargo run -q -p npm-connector-tests --bin demo
 
 ## bench: bare Envoy vs native credential_injector vs our filter, with wrk

@@ -1,6 +1,8 @@
 //! The `npm-connector` binary as users run it: help, a render of the seed manifest (validated
 //! by the real Envoy when one is installed), and a bad manifest.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test code: a failed step is a failed test
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -38,6 +38,15 @@ pub struct Upstream {
 impl Upstream {
     /// Starts on 127.0.0.1 with an ephemeral port; `redirect_to` is the 302 target.
     pub fn start(redirect_to: Option<String>) -> Upstream {
+        Self::start_with(redirect_to, true)
+    }
+
+    /// An upstream that keeps no record, for load tests.
+    pub fn quiet() -> Upstream {
+        Self::start_with(None, false)
+    }
+
+    fn start_with(redirect_to: Option<String>, record: bool) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -62,7 +71,7 @@ impl Upstream {
                                 let svc = service_fn(move |req: Request<Incoming>| {
                                     let seen = seen.clone();
                                     let redirect = redirect.clone();
-                                    async move { Ok::<_, Infallible>(answer(req, &seen, redirect.as_deref())) }
+                                    async move { Ok::<_, Infallible>(answer(req, record.then_some(&*seen), redirect.as_deref())) }
                                 });
                                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                             });
@@ -89,9 +98,12 @@ impl Upstream {
 
 fn answer(
     req: Request<Incoming>,
-    seen: &Mutex<Vec<Seen>>,
+    seen: Option<&Mutex<Vec<Seen>>>,
     redirect: Option<&str>,
 ) -> Response<Full<Bytes>> {
+    let Some(seen) = seen else {
+        return Response::new(Full::new(Bytes::from_static(b"ok\n")));
+    };
     let s = Seen {
         method: req.method().to_string(),
         path: req
