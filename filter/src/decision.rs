@@ -79,7 +79,8 @@ pub fn select(config: &Config, authority: &Authority, path: &str) -> Option<usiz
         .map(|(i, _)| i)
 }
 
-pub fn decide(config: &Config, req: &Request<'_>, now_unix: u64) -> Decision {
+/// `now_unix` is called only when a matched token carries an expiry.
+pub fn decide(config: &Config, req: &Request<'_>, now_unix: &dyn Fn() -> u64) -> Decision {
     let authority = req.authority.and_then(Authority::parse);
     let host_claimed = authority.as_ref().is_some_and(|a| {
         config

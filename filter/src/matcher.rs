@@ -61,7 +61,9 @@ fn split_port(s: &str) -> Result<(&str, Option<u16>), &'static str> {
     Ok((host, port))
 }
 
-/// Lower-cases, drops one trailing dot and converts an internationalised name to punycode.
+/// Lower-cases and drops one trailing dot. Internationalised names must come in their ASCII
+/// (punycode, `xn--`) form, which is what clients send in `:authority`; the control plane
+/// converts Unicode names when it renders the configuration.
 fn canonical_host(host: &str) -> Result<String, &'static str> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
@@ -70,18 +72,20 @@ fn canonical_host(host: &str) -> Result<String, &'static str> {
     if host.starts_with('[') {
         return Ok(host.to_ascii_lowercase());
     }
-    if host.is_ascii() {
-        let lower = host.to_ascii_lowercase();
-        let ok = lower
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-        return if ok && !lower.contains("..") {
-            Ok(lower)
-        } else {
-            Err("host has characters a DNS name cannot have")
-        };
+    if !host.is_ascii() {
+        return Err(
+            "host is not ASCII: write an internationalised name in its punycode (xn--) form",
+        );
     }
-    idna::domain_to_ascii(host).map_err(|_| "host is not a valid internationalised domain name")
+    let lower = host.to_ascii_lowercase();
+    let ok = lower
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if ok && !lower.contains("..") {
+        Ok(lower)
+    } else {
+        Err("host has characters a DNS name cannot have")
+    }
 }
 
 impl HostPattern {

@@ -151,12 +151,14 @@ impl HttpContext for Http {
             proxy_authorization: proxy_authorization.as_deref(),
             authorization: authorization.as_deref(),
         };
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        match decision::decide(&compiled.config, &req, now) {
+        // The clock is a host call: asked only when a token with an expiry matched.
+        let now = || {
+            self.get_current_time()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        match decision::decide(&compiled.config, &req, &now) {
             Decision::PassThrough => {
                 if proxy_authorization.is_some() {
                     self.set_http_request_header("proxy-authorization", None);
@@ -178,8 +180,14 @@ impl HttpContext for Http {
                 let Some(c) = compiled.config.connectors.get(connector) else {
                     return self.refuse(500, None, r#"{"error":"npm-connector: internal error"}"#);
                 };
-                self.set_http_request_header("proxy-authorization", None);
-                self.set_http_request_header("authorization", None);
+                // Each header call crosses into the host: touch only what is there. Setting
+                // the credential header replaces any value the client sent.
+                if proxy_authorization.is_some() {
+                    self.set_http_request_header("proxy-authorization", None);
+                }
+                if authorization.is_some() && c.credential.header != "authorization" {
+                    self.set_http_request_header("authorization", None);
+                }
                 self.set_http_request_header(
                     &c.credential.header,
                     Some(c.credential.value.expose_secret()),

@@ -52,7 +52,7 @@ fn decide_at(
         proxy_authorization: pa,
         authorization: a,
     };
-    decide(c, &req, 50)
+    decide(c, &req, &|| 50)
 }
 
 fn status(d: &Decision) -> u16 {
@@ -242,6 +242,6 @@ fn deny_mode_refuses_unmatched() {
         panic!("{d:?}")
     };
     assert_eq!((r.status, r.reason), (403, Reason::Unmatched));
-    let d = decide(&c, &Request::default(), 0);
+    let d = decide(&c, &Request::default(), &|| 0);
     assert_eq!(status(&d), 403);
 }

@@ -103,14 +103,14 @@ fn verify_table() {
         h("current", Some(1000)),
         h("forever", None),
     ];
-    assert_eq!(verify("current", &accepted, 999), Verdict::Valid);
-    assert_eq!(verify("current", &accepted, 1000), Verdict::Expired);
-    assert_eq!(verify("old", &accepted, 500), Verdict::Expired);
-    assert_eq!(verify("forever", &accepted, u64::MAX), Verdict::Valid);
-    assert_eq!(verify("nope", &accepted, 0), Verdict::Unknown);
-    assert_eq!(verify("Current", &accepted, 0), Verdict::Unknown);
-    assert_eq!(verify("", &accepted, 0), Verdict::Unknown);
-    assert_eq!(verify("current", &[], 0), Verdict::Unknown);
+    assert_eq!(verify("current", &accepted, &|| 999), Verdict::Valid);
+    assert_eq!(verify("current", &accepted, &|| 1000), Verdict::Expired);
+    assert_eq!(verify("old", &accepted, &|| 500), Verdict::Expired);
+    assert_eq!(verify("forever", &accepted, &|| u64::MAX), Verdict::Valid);
+    assert_eq!(verify("nope", &accepted, &|| 0), Verdict::Unknown);
+    assert_eq!(verify("Current", &accepted, &|| 0), Verdict::Unknown);
+    assert_eq!(verify("", &accepted, &|| 0), Verdict::Unknown);
+    assert_eq!(verify("current", &[], &|| 0), Verdict::Unknown);
 }
 
 #[test]
@@ -125,4 +125,17 @@ fn debug_does_not_print_the_hash() {
     let d = TokenHash::digest_hex("x");
     let t = TokenHash::from_hex(&d, Some(5)).unwrap_or_else(|| panic!("hash"));
     assert!(!format!("{t:?}").contains(&d[..16]));
+}
+
+#[test]
+fn the_clock_is_read_only_for_tokens_that_expire() {
+    let forever = TokenHash::from_hex(&TokenHash::digest_hex("forever"), None).unwrap();
+    assert_eq!(
+        verify("forever", &[forever.clone()], &|| panic!("clock read")),
+        Verdict::Valid
+    );
+    assert_eq!(
+        verify("other", &[forever], &|| panic!("clock read")),
+        Verdict::Unknown
+    );
 }

@@ -13,8 +13,16 @@ use npm_connector_tests::{root, tool};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "npmc_bench-token-0123456789abcdefghijklmnopqrstuvw";
+/// Defaults; `BENCH_SECONDS` and `BENCH_ROUNDS` override them for a quick look.
 const SECONDS: u32 = 5;
 const ROUNDS: usize = 3;
+
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Filter {
@@ -190,7 +198,8 @@ fn main() {
         .flat_map(|&f| [(f, false), (f, true)])
         .collect();
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
-    for round in 0..ROUNDS {
+    let (seconds, rounds) = (knob("BENCH_SECONDS", SECONDS), knob("BENCH_ROUNDS", ROUNDS));
+    for round in 0..rounds {
         for (i, &(f, up)) in variants.iter().enumerate() {
             let port = free_port();
             let admin = dir.path().join(format!("admin-{i}.sock"));
@@ -201,7 +210,7 @@ fn main() {
                 envoy::start(&cfg, dir.path().join(format!("envoy-{i}.log")), port, admin);
             let pid = e.daemon.pid();
             wrk(port, 1, pid); // warm-up: V8 compiles, connections open
-            let s = wrk(port, SECONDS, pid);
+            let s = wrk(port, seconds, pid);
             eprintln!(
                 "round {round}: {:<28} {:<16} {:>9.0} req/s  {:.2} µs CPU/req",
                 f.name(),
@@ -255,12 +264,12 @@ fn main() {
     let report = format!(
         "# Benchmarks\n\nRecorded by `make bench` (tests/src/bin/bench.rs); every figure below comes from one run on one machine, \
          so compare rows with each other, not with other machines.\n\n\
-         - Machine: {} cores; Envoy `{}` with `--concurrency 1`; wrk 1 thread, 16 connections, {SECONDS} s per variant after a 1 s warm-up; \
-         median of {ROUNDS} rounds, variants interleaved.\n\
+         - Machine: {} cores; Envoy `{}` with `--concurrency 1`; wrk 1 thread, 16 connections, {seconds} s per variant after a 1 s warm-up; \
+         median of {rounds} rounds, variants interleaved.\n\
          - Every request carries `Authorization: Bearer <connector token>`; the filter checks it (SHA-256, constant-time compare) and \
          injects a Basic credential; the native `credential_injector` injects a static one without any check.\n\
          - CPU per request is Envoy's user+system time from /proc over the measured run divided by the requests served (10 ms tick \
-         resolution over ~{SECONDS} s).\n- Filter size: `npm_connector_filter.wasm` = {wasm_size} bytes.\n\n{table}\n\
+         resolution over ~{seconds} s).\n- Filter size: `npm_connector_filter.wasm` = {wasm_size} bytes.\n\n{table}\n\
          Goal for later: our filter within 5 µs/request of bare Envoy.\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         envoy_version.split_whitespace().last().unwrap_or("?"),
