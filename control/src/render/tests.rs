@@ -219,11 +219,18 @@ fn golden_files_match_the_renderer() {
 fn unicode_registry_hosts_are_rendered_as_punycode() {
     let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml"))
         .unwrap()
-        .replace("https://nexus.example.com/repository/npm", "https://bücher.example/npm");
+        .replace(
+            "https://nexus.example.com/repository/npm",
+            "https://bücher.example/npm",
+        );
     let cs = manifest::load(&[("u.yaml".into(), yaml)], "default").unwrap();
     let files = render_fixed(&cs, &opts(Mode::Forward));
     let envoy = file(&files, "envoy.yaml");
-    assert!(envoy.contains(r#""hosts":["xn--bcher-kva.example"]"#), "{envoy}");
+    assert!(
+        envoy.contains(r#""hosts":["xn--bcher-kva.example"]"#),
+        "{envoy}"
+    );
     assert!(envoy.contains("sni: xn--bcher-kva.example"));
-    assert!(file(&files, "default/npm-connector/.npmrc").contains("registry=http://xn--bcher-kva.example/npm/"));
+    assert!(file(&files, "default/npm-connector/.npmrc")
+        .contains("registry=http://xn--bcher-kva.example/npm/"));
 }
