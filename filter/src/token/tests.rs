@@ -131,7 +131,9 @@ fn debug_does_not_print_the_hash() {
 fn the_clock_is_read_only_for_tokens_that_expire() {
     let forever = TokenHash::from_hex(&TokenHash::digest_hex("forever"), None).unwrap();
     assert_eq!(
-        verify("forever", std::slice::from_ref(&forever), &|| panic!("clock read")),
+        verify("forever", std::slice::from_ref(&forever), &|| panic!(
+            "clock read"
+        )),
         Verdict::Valid
     );
     assert_eq!(
