@@ -12,8 +12,19 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 
 use crate::manifest::Connector;
+use crate::token::{Entropy, TokenError};
 
 pub use npm_connector_filter::config::Unmatched;
+pub use npm_connector_filter::seal::Key;
+
+/// How the credential travels in the filter configuration.
+#[derive(Debug, Clone)]
+pub enum Sealing {
+    /// Encrypted with a key that only Envoy's environment holds (the default).
+    Key(Key),
+    /// In clear: anyone who can read the bootstrap or `/config_dump` sees it. Explicit opt-in.
+    Plaintext,
+}
 
 /// How build pods reach the registry through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,6 +54,7 @@ pub struct Options {
     pub unmatched: Unmatched,
     /// Unix time at which the minted client tokens expire.
     pub token_expires_at: Option<u64>,
+    pub sealing: Sealing,
 }
 
 pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -65,6 +77,10 @@ pub enum RenderError {
     PublicUrl(String),
     #[error("cannot serialise the Envoy configuration: {0}")]
     Yaml(String),
+    #[error(transparent)]
+    Entropy(#[from] TokenError),
+    #[error("cannot seal the credential of {0}")]
+    Seal(String),
 }
 
 /// A connector with its freshly minted client token and where its clients send requests.
@@ -89,19 +105,19 @@ impl Options {
     }
 }
 
-/// Renders the output directory. `mint` supplies each connector's client token.
+/// Renders the output directory; `entropy` supplies client tokens and sealing nonces.
 pub fn render(
     connectors: &[Connector],
     opts: &Options,
-    mut mint: impl FnMut() -> SecretString,
+    entropy: &mut dyn Entropy,
 ) -> Result<Vec<OutFile>, RenderError> {
     if connectors.is_empty() {
         return Err(RenderError::NoConnectors);
     }
     let public = opts.public_url()?;
-    let planned: Vec<Planned<'_>> = connectors
+    let planned = connectors
         .iter()
-        .map(|c| {
+        .map(|c| -> Result<Planned<'_>, RenderError> {
             let client_registry = match opts.mode {
                 // The client keeps the registry's host and path, spoken as plain http to the proxy.
                 Mode::Forward => {
@@ -115,13 +131,14 @@ pub fn render(
                     u
                 }
             };
-            Planned {
+            Ok(Planned {
                 connector: c,
-                token: mint(),
+                token: entropy.token()?,
                 client_registry,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter_connectors = filter::connectors(&planned, opts, entropy)?;
     let mut files = Vec::new();
     for p in &planned {
         let dir = PathBuf::from(&p.connector.namespace).join(&p.connector.name);
@@ -138,7 +155,7 @@ pub fn render(
     }
     files.push(OutFile {
         path: PathBuf::from("envoy.yaml"),
-        contents: envoy::bootstrap(&planned, opts)?,
+        contents: envoy::bootstrap(&planned, opts, &filter_connectors)?,
         secret: true,
     });
     Ok(files)

@@ -20,6 +20,35 @@ pub fn mint() -> Result<SecretString, TokenError> {
     Ok(SecretString::from(format!("npmc_{body}")))
 }
 
+/// Where render gets randomness: client tokens and sealing nonces. Tests substitute fixed
+/// values for golden files.
+pub trait Entropy {
+    fn token(&mut self) -> Result<SecretString, TokenError>;
+    fn nonce(&mut self) -> Result<[u8; 24], TokenError>;
+}
+
+/// The operating system's randomness.
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn token(&mut self) -> Result<SecretString, TokenError> {
+        mint()
+    }
+
+    fn nonce(&mut self) -> Result<[u8; 24], TokenError> {
+        let mut n = [0u8; 24];
+        getrandom::fill(&mut n).map_err(|e| TokenError(e.to_string()))?;
+        Ok(n)
+    }
+}
+
+/// A fresh sealing key (`npm-connector keygen`).
+pub fn new_key() -> Result<npm_connector_filter::seal::Key, TokenError> {
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(|e| TokenError(e.to_string()))?;
+    Ok(npm_connector_filter::seal::Key::from_bytes(k))
+}
+
 /// The hash the filter stores.
 pub fn hash(token: &SecretString) -> String {
     npm_connector_filter::token::TokenHash::digest_hex(token.expose_secret())

@@ -48,6 +48,8 @@ fn renders_the_seed_manifest_and_validates_it() {
         out.path().to_str().unwrap(),
         "--wasm",
         wasm.to_str().unwrap(),
+        "--key-file",
+        "envoy/examples/example.key",
     ]);
     let said = text(&o);
     assert!(o.status.success(), "{said}");
@@ -102,5 +104,65 @@ fn a_bad_manifest_names_file_document_and_field() {
     assert!(
         !Path::new(&dir.path().join("out/envoy.yaml")).exists(),
         "nothing written on error"
+    );
+}
+
+#[test]
+fn sealing_needs_a_key_or_an_explicit_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_npm-connector"))
+        .args([
+            "render",
+            "-f",
+            "examples/connectors.yaml",
+            "--no-validate",
+            "-o",
+        ])
+        .arg(&out)
+        .env_remove("NPM_CONNECTOR_KEY")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("npm-connector keygen"), "{}", text(&o));
+
+    let o = cli(&[
+        "render",
+        "-f",
+        "examples/connectors.yaml",
+        "--no-validate",
+        "--plaintext-credentials",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning: --plaintext-credentials"));
+
+    let key = dir.path().join("k");
+    let o = cli(&["keygen", "-o", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let k = std::fs::read_to_string(&key).unwrap();
+    assert!(npm_connector_filter::seal::Key::from_base64(&k).is_ok());
+    let o = cli(&[
+        "render",
+        "-f",
+        "examples/connectors.yaml",
+        "--no-validate",
+        "--key-file",
+        key.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let envoy = std::fs::read_to_string(out.join("envoy.yaml")).unwrap();
+    assert!(
+        envoy.contains("sealed")
+            && !envoy.contains("your-registry-password")
+            && !envoy.contains(k.trim())
     );
 }

@@ -1,13 +1,12 @@
 //! Filter configuration: strict JSON parsed into raw types, then validated once into the
 //! compiled form that every request shares.
 
-use std::fmt;
-
-use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+pub use crate::credential::Credential;
+use crate::credential::RawCredential;
 use crate::matcher::{HostPattern, PathPrefix};
+use crate::seal::Key;
 use crate::token::TokenHash;
 
 /// What happens to a request that no connector matches.
@@ -47,22 +46,6 @@ struct RawConnector {
 
 fn default_prefix() -> String {
     "/".to_owned()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum RawCredential {
-    Basic {
-        username: String,
-        password: SecretString,
-    },
-    Bearer {
-        token: SecretString,
-    },
-    Header {
-        name: String,
-        value: SecretString,
-    },
 }
 
 #[derive(Deserialize)]
@@ -106,6 +89,10 @@ pub enum ConfigError {
         connector: String,
         reason: &'static str,
     },
+    #[error("connector {connector}: the credential is sealed but Envoy has no key: set NPM_CONNECTOR_KEY in Envoy's environment (the bootstrap passes it with vm_config.environment_variables.host_env_keys)")]
+    NoKey { connector: String },
+    #[error("connector {connector}: cannot unseal the credential: wrong NPM_CONNECTOR_KEY, or the sealed value was altered")]
+    Unseal { connector: String },
     #[error("connector {connector}: tokens[{index}].sha256 must be 64 hex digits")]
     BadTokenHash { connector: String, index: usize },
     #[error("connector {connector}: tokens must not be empty, or no client could ever use it")]
@@ -126,23 +113,6 @@ pub enum ConfigError {
         host: String,
         prefix: String,
     },
-}
-
-/// The header that carries the registry credential upstream, computed once per configuration.
-pub struct Credential {
-    /// Lower-case header name (`authorization`, or e.g. `private-token`).
-    pub header: String,
-    pub value: SecretString,
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Credential {{ header: {:?}, value: <redacted> }}",
-            self.header
-        )
-    }
 }
 
 /// Tarball URL rewrite: `dist.tarball` values starting with `upstream` are re-based on `client`.
@@ -171,10 +141,12 @@ pub struct Config {
 
 impl Config {
     /// Parses and validates the plugin configuration bytes.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+    /// Parses and validates the plugin configuration bytes; `key` opens sealed credentials,
+    /// once, here, never per request.
+    pub fn from_json(bytes: &[u8], key: Option<&Key>) -> Result<Self, ConfigError> {
         let raw: RawConfig =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(describe(&e)))?;
-        Self::try_from(raw)
+        Self::try_from((raw, key))
     }
 }
 
@@ -201,16 +173,16 @@ fn describe(e: &serde_json::Error) -> String {
     }
 }
 
-impl TryFrom<RawConfig> for Config {
+impl TryFrom<(RawConfig, Option<&Key>)> for Config {
     type Error = ConfigError;
 
-    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+    fn try_from((raw, key): (RawConfig, Option<&Key>)) -> Result<Self, ConfigError> {
         if raw.connectors.is_empty() {
             return Err(ConfigError::NoConnectors);
         }
         let mut connectors: Vec<Connector> = Vec::with_capacity(raw.connectors.len());
         for (index, rc) in raw.connectors.into_iter().enumerate() {
-            let c = Connector::validate(index, rc)?;
+            let c = Connector::validate(index, rc, key)?;
             if connectors.iter().any(|o| o.name == c.name) {
                 return Err(ConfigError::DuplicateName(c.name));
             }
@@ -239,7 +211,7 @@ impl TryFrom<RawConfig> for Config {
 }
 
 impl Connector {
-    fn validate(index: usize, raw: RawConnector) -> Result<Self, ConfigError> {
+    fn validate(index: usize, raw: RawConnector, key: Option<&Key>) -> Result<Self, ConfigError> {
         let name = raw.name;
         let valid_name = match name.split_once('/') {
             Some((ns, n)) => is_dns_label_ish(ns) && is_dns_label_ish(n),
@@ -264,7 +236,7 @@ impl Connector {
             connector: name.clone(),
             prefix: raw.path_prefix.clone(),
         })?;
-        let credential = credential(&name, raw.credential)?;
+        let credential = Credential::validate(&name, raw.credential, key)?;
         if raw.tokens.is_empty() {
             return Err(ConfigError::NoTokens { connector: name });
         }
@@ -316,53 +288,6 @@ fn is_dns_label_ish(s: &str) -> bool {
         && s.len() <= 253
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-}
-
-fn credential(connector: &str, raw: RawCredential) -> Result<Credential, ConfigError> {
-    let bad = |reason| ConfigError::BadCredential {
-        connector: connector.to_owned(),
-        reason,
-    };
-    let (header, value) = match raw {
-        RawCredential::Basic { username, password } => {
-            if username.contains(':') {
-                return Err(bad("basic username must not contain ':'"));
-            }
-            let pair = format!("{username}:{}", password.expose_secret());
-            let b64 = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
-            ("authorization".to_owned(), format!("Basic {b64}"))
-        }
-        RawCredential::Bearer { token } => {
-            if token.expose_secret().is_empty() {
-                return Err(bad("bearer token is empty"));
-            }
-            (
-                "authorization".to_owned(),
-                format!("Bearer {}", token.expose_secret()),
-            )
-        }
-        RawCredential::Header { name, value } => {
-            let lname = name.to_ascii_lowercase();
-            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-            if lname.is_empty() || !lname.bytes().all(token_char) {
-                return Err(bad("header name is not a valid HTTP header name"));
-            }
-            if lname.starts_with(':') || lname == "host" || lname == "proxy-authorization" {
-                return Err(bad(
-                    "header name may not be a pseudo-header, host or proxy-authorization",
-                ));
-            }
-            (lname, value.expose_secret().to_owned())
-        }
-    };
-    // A header value with control characters would be refused by Envoy on every request.
-    if value.is_empty() || value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-        return Err(bad("credential value is empty or has control characters"));
-    }
-    Ok(Credential {
-        header,
-        value: SecretString::from(value),
-    })
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! wasm32-wasip1 under Node's WASI); only the shim talks to the proxy-wasm host.
 
 pub mod config;
+pub mod credential;
 pub mod decision;
 pub mod matcher;
 pub mod rewrite;
+pub mod seal;
 pub mod token;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]

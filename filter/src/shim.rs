@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 use crate::config::Config;
 use crate::decision::{self, Decision, Reason, Request};
 use crate::rewrite::{self, Eligibility, Rewriter};
+use crate::seal::{Key, KEY_ENV};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -83,7 +84,19 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match Config::from_json(&bytes) {
+        // The sealing key comes from Envoy's environment (vm_config host_env_keys), never from
+        // the configuration; it is read here, once per configuration.
+        let key = match std::env::var(KEY_ENV) {
+            Ok(text) => match Key::from_base64(&text) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    log::error!("npm-connector: configuration rejected: {KEY_ENV}: {e}");
+                    return false;
+                }
+            },
+            Err(_) => None,
+        };
+        match Config::from_json(&bytes, key.as_ref()) {
             Ok(config) => {
                 log::info!(
                     "npm-connector: configured {} connector(s)",

@@ -18,8 +18,18 @@ pub fn binary() -> PathBuf {
 
 /// Starts Envoy on `config`, which listens on `port` with its admin API on `admin_socket`.
 /// `--use-dynamic-base-id` lets several Envoys share the host.
-pub fn start(config: &Path, log: PathBuf, port: u16, admin_socket: PathBuf) -> Envoy {
+/// `key` is the sealing key, given to Envoy's environment as the filter expects.
+pub fn start(
+    config: &Path,
+    log: PathBuf,
+    port: u16,
+    admin_socket: PathBuf,
+    key: Option<&str>,
+) -> Envoy {
     let mut cmd = Command::new(binary());
+    if let Some(k) = key {
+        cmd.env(npm_connector_filter::seal::KEY_ENV, k);
+    }
     // Access logs are flushed every 100 ms, so a test reads what it just caused.
     cmd.arg("-c").arg(config).args([
         "--use-dynamic-base-id",

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use npm_connector::render::{self, Mode, Options, Unmatched};
+use npm_connector::render::{self, Key, Mode, Options, Sealing, Unmatched};
+use npm_connector::token::{Entropy, OsEntropy, TokenError};
 use npm_connector::{manifest, output};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -43,6 +44,8 @@ pub struct Env {
     pub transcript: Vec<String>,
     /// The manifests, for rendering variants of this run.
     pub yaml: String,
+    /// The sealing key Envoy holds.
+    pub key: Key,
     pub dir: tempfile::TempDir,
 }
 
@@ -126,7 +129,9 @@ impl Env {
         for (u, p) in USERS.iter().zip(&passwords) {
             secrets.push(base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
         }
-        let (envoy, tokens) = render_and_start(&d, mode, &pki.ca_cert, &yaml, "out", None);
+        let key = npm_connector::token::new_key().unwrap_or_else(|e| panic!("{e}"));
+        secrets.push(key.to_base64());
+        let (envoy, tokens) = render_and_start(&d, mode, &pki.ca_cert, &key, &yaml, "out", None);
         secrets.extend(tokens.values().cloned());
         Env {
             envoy,
@@ -140,6 +145,7 @@ impl Env {
             tokens,
             transcript: Vec::new(),
             yaml,
+            key,
             dir,
         }
     }
@@ -151,6 +157,7 @@ pub fn render_and_start(
     dir: &Path,
     mode: Mode,
     ca: &Path,
+    key: &Key,
     yaml: &str,
     out: &str,
     token_expires_at: Option<u64>,
@@ -178,23 +185,34 @@ pub fn render_and_start(
         resolve,
         unmatched: Unmatched::Passthrough,
         token_expires_at,
+        sealing: Sealing::Key(key.clone()),
     };
-    let mut minted = Vec::new();
-    let files = render::render(&connectors, &opts, || {
-        let t = npm_connector::token::mint().unwrap_or_else(|e| panic!("{e}"));
-        minted.push(t.expose_secret().to_owned());
-        t
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut entropy = Recording(Vec::new());
+    let files = render::render(&connectors, &opts, &mut entropy).unwrap_or_else(|e| panic!("{e}"));
     output::write(&out, &files).unwrap_or_else(|e| panic!("{e}"));
-    let tokens = connectors.iter().map(|c| c.id()).zip(minted).collect();
+    let tokens = connectors.iter().map(|c| c.id()).zip(entropy.0).collect();
     let envoy = envoy::start(
         &out.join("envoy.yaml"),
         out.join("envoy.log"),
         port,
         out.join("admin.sock"),
+        Some(&key.to_base64()),
     );
     (envoy, tokens)
+}
+
+/// The OS's randomness, remembering the tokens it minted (the tests need them).
+struct Recording(Vec<String>);
+
+impl Entropy for Recording {
+    fn token(&mut self) -> Result<SecretString, TokenError> {
+        let t = OsEntropy.token()?;
+        self.0.push(t.expose_secret().to_owned());
+        Ok(t)
+    }
+    fn nonce(&mut self) -> Result<[u8; 24], TokenError> {
+        OsEntropy.nonce()
+    }
 }
 
 impl Env {
@@ -252,6 +270,13 @@ impl Env {
     /// Stops Envoy (flushing its logs) and asserts that no secret of this run appears in its
     /// log (access log included) or in any client's output.
     pub fn assert_nothing_leaked(&mut self) {
+        // The admin API's dump shows the sealed form, never the credential or a token.
+        let dump = self.envoy.admin("/config_dump");
+        assert!(
+            dump.contains(r#"\"credential\":{\"sealed\":"#),
+            "the dump shows the sealed credential"
+        );
+        self.transcript.push(dump);
         self.envoy.daemon.terminate();
         assert!(
             self.envoy.daemon.log_text().contains("\" 200 "),

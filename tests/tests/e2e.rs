@@ -257,6 +257,7 @@ fn forward_mode_end_to_end() {
         env.dir.path(),
         Mode::Forward,
         &env.pki.ca_cert,
+        &env.key,
         &env.yaml,
         "out-expired",
         Some(scenario::expired_at()),

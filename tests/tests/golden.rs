@@ -27,7 +27,10 @@ fn checked_in_envoy_configs_validate() {
         );
         let path = dir.path().join(rel.replace('/', "_"));
         std::fs::write(&path, local).unwrap_or_else(|e| panic!("{e}"));
+        let key =
+            std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap_or_default();
         let out = std::process::Command::new(envoy::binary())
+            .env("NPM_CONNECTOR_KEY", key.trim())
             .args(["--mode", "validate", "--log-level", "error", "-c"])
             .arg(&path)
             .output()
@@ -70,7 +73,10 @@ fn envoy_refuses_a_configuration_the_filter_rejects() {
         );
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, bad).unwrap_or_else(|e| panic!("{e}"));
+    let key =
+        std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap_or_default();
     let out = std::process::Command::new(envoy::binary())
+        .env("NPM_CONNECTOR_KEY", key.trim())
         .args(["--use-dynamic-base-id", "--log-level", "info", "-c"])
         .arg(&path)
         .output()

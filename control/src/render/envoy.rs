@@ -175,6 +175,8 @@ pub(crate) fn wasm_filter(opts: &Options, filter_json: &str, vm_id: &str) -> Val
                     "vm_id": vm_id,
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": opts.wasm.display().to_string()}},
+                    // The sealing key reaches the filter from Envoy's environment only.
+                    "environment_variables": {"host_env_keys": [npm_connector_filter::seal::KEY_ENV]},
                 },
             },
         },
@@ -215,12 +217,16 @@ fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -
     })
 }
 
-pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options) -> Result<String, RenderError> {
+pub(crate) fn bootstrap(
+    planned: &[Planned<'_>],
+    opts: &Options,
+    connectors: &[Value],
+) -> Result<String, RenderError> {
     let forward = opts.mode == Mode::Forward;
     let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
     let mut http_filters = vec![wasm_filter(
         opts,
-        &filter::config(planned, opts, forward)?,
+        &filter::config(connectors, opts, forward)?,
         "npm_connector",
     )];
     if passthrough {
@@ -245,7 +251,7 @@ pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options) -> Result<Strin
         let inner_filters = vec![
             wasm_filter(
                 opts,
-                &filter::config(planned, opts, false)?,
+                &filter::config(connectors, opts, false)?,
                 "npm_connector_tunnel",
             ),
             router(),

@@ -4,11 +4,11 @@
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use super::{Mode, Options, Planned, RenderError};
+use super::{Mode, Options, Planned, RenderError, Sealing};
 use crate::manifest::Credential;
-use crate::token;
+use crate::token::{self, Entropy};
 
-fn credential(c: &Credential) -> Value {
+fn plain_credential(c: &Credential) -> Value {
     match c {
         Credential::Basic { username, password } => {
             json!({"basic": {"username": username, "password": password.expose_secret()}})
@@ -16,6 +16,26 @@ fn credential(c: &Credential) -> Value {
         Credential::Bearer { token } => json!({"bearer": {"token": token.expose_secret()}}),
         Credential::Header { name, value } => {
             json!({"header": {"name": name, "value": value.expose_secret()}})
+        }
+    }
+}
+
+/// The credential as the filter configuration carries it: sealed for the connector, unless
+/// plaintext was asked for.
+fn credential(
+    id: &str,
+    c: &Credential,
+    sealing: &Sealing,
+    entropy: &mut dyn Entropy,
+) -> Result<Value, RenderError> {
+    let plain = plain_credential(c);
+    match sealing {
+        Sealing::Plaintext => Ok(plain),
+        Sealing::Key(key) => {
+            let sealed = key
+                .seal(id, plain.to_string().as_bytes(), entropy.nonce()?)
+                .map_err(|_| RenderError::Seal(id.to_owned()))?;
+            Ok(json!({ "sealed": sealed }))
         }
     }
 }
@@ -29,13 +49,13 @@ pub(crate) fn authority(u: &url::Url) -> String {
     }
 }
 
-/// `proxy_listener`: clients reach the listener as an HTTP proxy, so a missing token gets 407.
-pub(crate) fn config(
+/// The filter's connector entries, credentials sealed; rendered once, shared by every listener.
+pub(crate) fn connectors(
     planned: &[Planned<'_>],
     opts: &Options,
-    proxy_listener: bool,
-) -> Result<String, RenderError> {
-    let connectors: Vec<Value> = planned
+    entropy: &mut dyn Entropy,
+) -> Result<Vec<Value>, RenderError> {
+    planned
         .iter()
         .map(|p| {
             let c = p.connector;
@@ -48,7 +68,7 @@ pub(crate) fn config(
                 "name": c.id(),
                 "hosts": hosts,
                 "path_prefix": prefix,
-                "credential": credential(&c.credential),
+                "credential": credential(&c.id(), &c.credential, &opts.sealing, entropy)?,
                 "tokens": [{"sha256": token::hash(&p.token)}],
             });
             if let Some(exp) = opts.token_expires_at {
@@ -59,16 +79,30 @@ pub(crate) fn config(
                 v["rewrite"] =
                     json!({"upstream": c.address.as_str(), "client": p.client_registry.as_str()});
             }
-            v
+            Ok(v)
         })
-        .collect();
+        .collect()
+}
+
+/// The filter configuration of one listener; `proxy_listener`: clients reach it as an HTTP
+/// proxy, so a missing token gets 407. Checked with the filter's own validator (which opens
+/// the sealed credentials with the same key).
+pub(crate) fn config(
+    connectors: &[Value],
+    opts: &Options,
+    proxy_listener: bool,
+) -> Result<String, RenderError> {
     let cfg = json!({
         "unmatched": opts.unmatched,
         "proxy_listener": proxy_listener,
         "connectors": connectors,
     });
     let text = cfg.to_string();
-    npm_connector_filter::config::Config::from_json(text.as_bytes())
+    let key = match &opts.sealing {
+        Sealing::Key(k) => Some(k),
+        Sealing::Plaintext => None,
+    };
+    npm_connector_filter::config::Config::from_json(text.as_bytes(), key)
         .map_err(|e| RenderError::Filter(e.to_string()))?;
     Ok(text)
 }

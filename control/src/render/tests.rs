@@ -9,6 +9,21 @@ use super::*;
 use crate::manifest;
 
 const FIXED_TOKEN: &str = "npmc_GOLDEN-fixture-token-not-a-secret-000000000";
+/// The key the checked-in examples are sealed with: published, so not a secret
+/// (`envoy/examples/example.key`).
+const EXAMPLE_KEY: [u8; 32] = [0x42; 32];
+
+/// Fixed randomness, so rendered files are reproducible.
+struct Fixed;
+
+impl crate::token::Entropy for Fixed {
+    fn token(&mut self) -> Result<SecretString, crate::token::TokenError> {
+        Ok(SecretString::from(FIXED_TOKEN.to_owned()))
+    }
+    fn nonce(&mut self) -> Result<[u8; 24], crate::token::TokenError> {
+        Ok([0x24; 24])
+    }
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -30,11 +45,12 @@ fn opts(mode: Mode) -> Options {
         resolve: BTreeMap::new(),
         unmatched: Unmatched::Passthrough,
         token_expires_at: None,
+        sealing: Sealing::Key(Key::from_bytes(EXAMPLE_KEY)),
     }
 }
 
 fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile> {
-    render(connectors, o, || SecretString::from(FIXED_TOKEN.to_owned())).unwrap()
+    render(connectors, o, &mut Fixed).unwrap()
 }
 
 fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
@@ -52,8 +68,14 @@ fn token_only_in_client_files_and_credential_only_in_envoy() {
         let files = render_fixed(&cs, &opts(mode));
         let envoy = file(&files, "envoy.yaml");
         assert!(
-            envoy.contains("Basic eW91ci1yZWdpc3RyeS11c2VybmFtZTp5b3VyLXJlZ2lzdHJ5LXBhc3N3b3Jk")
-                || envoy.contains("your-registry-password")
+            envoy.contains(r#""credential":{"sealed":""#),
+            "sealed by default"
+        );
+        assert!(!envoy.contains("your-registry-password"));
+        assert!(envoy.contains("host_env_keys") && envoy.contains("NPM_CONNECTOR_KEY"));
+        assert!(
+            !envoy.contains(&Key::from_bytes(EXAMPLE_KEY).to_base64()),
+            "never the key"
         );
         assert!(
             !envoy.contains(FIXED_TOKEN),
@@ -233,4 +255,22 @@ fn unicode_registry_hosts_are_rendered_as_punycode() {
     assert!(envoy.contains("sni: xn--bcher-kva.example"));
     assert!(file(&files, "default/npm-connector/.npmrc")
         .contains("registry=http://xn--bcher-kva.example/npm/"));
+}
+
+#[test]
+fn plaintext_only_when_asked() {
+    let mut o = opts(Mode::Gateway);
+    o.sealing = Sealing::Plaintext;
+    let envoy = file(
+        &render_fixed(&load("examples/connectors.yaml"), &o),
+        "envoy.yaml",
+    )
+    .to_owned();
+    assert!(envoy.contains(r#""password":"your-registry-password""#));
+}
+
+#[test]
+fn example_key_file_matches_the_golden_key() {
+    let text = std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap();
+    assert_eq!(text.trim(), Key::from_bytes(EXAMPLE_KEY).to_base64());
 }

@@ -21,7 +21,7 @@ fn base() -> serde_json::Value {
 }
 
 fn parse(v: &serde_json::Value) -> Result<Config, ConfigError> {
-    Config::from_json(v.to_string().as_bytes())
+    Config::from_json(v.to_string().as_bytes(), None)
 }
 
 #[test]
@@ -163,9 +163,47 @@ fn errors_and_debug_never_echo_secrets() {
 
 #[test]
 fn malformed_json_reports_position() {
-    let e = Config::from_json(b"{\"connectors\": [")
+    let e = Config::from_json(b"{\"connectors\": [", None)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn sealed_credentials_open_once_with_the_key() {
+    use crate::seal::Key;
+    let key = Key::from_bytes([3; 32]);
+    let inner = json!({"basic": {"username": "ci", "password": "hunter2"}}).to_string();
+    let sealed = key.seal("team-a/npm", inner.as_bytes(), [5; 24]).unwrap();
+    let mut v = base();
+    v["connectors"][0]["credential"] = json!({ "sealed": sealed });
+    let text = v.to_string();
+    assert!(!text.contains("hunter2"));
+    let c = Config::from_json(text.as_bytes(), Some(&key)).unwrap();
+    assert_eq!(
+        c.connectors[0].credential.value.expose_secret(),
+        "Basic Y2k6aHVudGVyMg=="
+    );
+
+    let e = Config::from_json(text.as_bytes(), None).unwrap_err();
+    assert!(e.to_string().contains("NPM_CONNECTOR_KEY"), "{e}");
+    let e = Config::from_json(text.as_bytes(), Some(&Key::from_bytes([4; 32]))).unwrap_err();
+    assert_eq!(
+        e,
+        ConfigError::Unseal {
+            connector: "team-a/npm".into()
+        }
+    );
+    // Moved to another connector, the sealed value does not open.
+    let moved = text.replace("team-a/npm", "team-b/npm");
+    assert!(matches!(
+        Config::from_json(moved.as_bytes(), Some(&key)),
+        Err(ConfigError::Unseal { .. })
+    ));
+    // Sealed garbage and sealed-in-sealed are refused with a reason.
+    let junk = key.seal("team-a/npm", b"not json", [6; 24]).unwrap();
+    v["connectors"][0]["credential"] = json!({ "sealed": junk });
+    let e = Config::from_json(v.to_string().as_bytes(), Some(&key)).unwrap_err();
+    assert!(e.to_string().contains("does not hold a credential"), "{e}");
 }

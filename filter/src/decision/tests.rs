@@ -29,7 +29,7 @@ fn config(extra: serde_json::Value) -> Config {
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
     }
-    Config::from_json(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    Config::from_json(v.to_string().as_bytes(), None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn proxy_basic(user: &str, token: &str) -> String {

@@ -206,8 +206,13 @@ fn main() {
             let cfg = dir.path().join(format!("bench-{i}.yaml"));
             let c = config(f, up.then_some(upstream.addr.port()), port, &admin, &wasm);
             std::fs::write(&cfg, c.to_string()).unwrap_or_else(|e| panic!("{e}"));
-            let e: Envoy =
-                envoy::start(&cfg, dir.path().join(format!("envoy-{i}.log")), port, admin);
+            let e: Envoy = envoy::start(
+                &cfg,
+                dir.path().join(format!("envoy-{i}.log")),
+                port,
+                admin,
+                None,
+            );
             let pid = e.daemon.pid();
             wrk(port, 1, pid); // warm-up: V8 compiles, connections open
             let s = wrk(port, seconds, pid);

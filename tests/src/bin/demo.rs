@@ -61,9 +61,22 @@ fn main() {
         wasm.display().to_string(),
         "--envoy".into(),
         envoy::binary().display().to_string(),
+        "--key-file".into(),
+        d.join("key").display().to_string(),
     ];
-    step(&format!("npm-connector {}", args.join(" ")));
     let cli = root().join("target/debug/npm-connector");
+    step(&format!("npm-connector keygen -o {}   (the key that seals the credential; only Envoy's environment gets it)", d.join("key").display()));
+    let st = Command::new(&cli)
+        .args(["keygen", "-o"])
+        .arg(d.join("key"))
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(st.success(), "keygen failed");
+    let key = std::fs::read_to_string(d.join("key"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    step(&format!("npm-connector {}", args.join(" ")));
     let st = Command::new(&cli)
         .args(&args)
         .status()
@@ -90,6 +103,7 @@ fn main() {
         out.join("envoy.log"),
         port,
         out.join("admin.sock"),
+        Some(&key),
     );
     println!(
         "envoy: listening on 127.0.0.1:{port}, admin API on {}",

@@ -1,0 +1,42 @@
+//! `npm-connector keygen`: a fresh 256-bit sealing key, base64, written 0600.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use npm_connector::render::OutFile;
+use npm_connector::{output, token};
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Write the key to this file (mode 0600) instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    out: Option<PathBuf>,
+}
+
+pub fn run(a: KeygenArgs) -> Result<()> {
+    let key = token::new_key()?.to_base64();
+    match a.out {
+        None => println!("{key}"),
+        Some(path) => {
+            let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("key"));
+            output::write(
+                &dir,
+                &[OutFile {
+                    path: name,
+                    contents: format!("{key}\n"),
+                    secret: true,
+                }],
+            )?;
+            eprintln!(
+                "wrote {}; give Envoy NPM_CONNECTOR_KEY=$(cat {})",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
