@@ -5,6 +5,8 @@ mod client;
 mod envoy;
 mod filter;
 
+pub use envoy::{ConfigSource, Resources, WASM_TYPE_URL};
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -83,10 +85,17 @@ pub enum RenderError {
     Seal(String),
 }
 
-/// A connector with its freshly minted client token and where its clients send requests.
+/// One client token the filter accepts for a connector: its SHA-256 hash and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub sha256: String,
+    pub expires_at: Option<u64>,
+}
+
+/// A connector, the client tokens it accepts, and where its clients send requests.
 pub(crate) struct Planned<'a> {
     pub connector: &'a Connector,
-    pub token: SecretString,
+    pub accepted: Vec<Accepted>,
     /// The registry URL as clients write it (ends in '/').
     pub client_registry: url::Url,
 }
@@ -105,53 +114,89 @@ impl Options {
     }
 }
 
-/// Renders the output directory; `entropy` supplies client tokens and sealing nonces.
+/// The registry URL a connector's clients use.
+fn client_registry(c: &Connector, opts: &Options, public: &url::Url) -> url::Url {
+    match opts.mode {
+        // The client keeps the registry's host and path, spoken as plain http to the proxy.
+        Mode::Forward => {
+            let mut u = c.address.clone();
+            let _ = u.set_scheme("http");
+            u
+        }
+        Mode::Gateway => {
+            let mut u = public.clone();
+            u.set_path(&format!("/{}/{}/", c.namespace, c.name));
+            u
+        }
+    }
+}
+
+fn plan<'a>(
+    connectors: &'a [Connector],
+    opts: &Options,
+    mut accepted: impl FnMut(&Connector) -> Result<Vec<Accepted>, RenderError>,
+) -> Result<Vec<Planned<'a>>, RenderError> {
+    if connectors.is_empty() {
+        return Err(RenderError::NoConnectors);
+    }
+    let public = opts.public_url()?;
+    connectors
+        .iter()
+        .map(|c| {
+            Ok(Planned {
+                connector: c,
+                accepted: accepted(c)?,
+                client_registry: client_registry(c, opts, &public),
+            })
+        })
+        .collect()
+}
+
+/// A connector's client files (`.npmrc`, `.yarnrc.yml`) carrying `token`.
+pub fn client_files(
+    c: &Connector,
+    opts: &Options,
+    token: &SecretString,
+) -> Result<Vec<OutFile>, RenderError> {
+    let public = opts.public_url()?;
+    let registry = client_registry(c, opts, &public);
+    let dir = PathBuf::from(&c.namespace).join(&c.name);
+    Ok(vec![
+        OutFile {
+            path: dir.join(".npmrc"),
+            contents: client::npmrc(c, &registry, opts, &public, token),
+            secret: true,
+        },
+        OutFile {
+            path: dir.join(".yarnrc.yml"),
+            contents: client::yarnrc(c, &registry, opts, &public, token),
+            secret: true,
+        },
+    ])
+}
+
+/// Renders the output directory of a static deployment: a fresh client token per connector
+/// (expiring at `opts.token_expires_at`), its client files, and the Envoy bootstrap.
+/// `entropy` supplies the tokens and the sealing nonces.
 pub fn render(
     connectors: &[Connector],
     opts: &Options,
     entropy: &mut dyn Entropy,
 ) -> Result<Vec<OutFile>, RenderError> {
-    if connectors.is_empty() {
-        return Err(RenderError::NoConnectors);
-    }
-    let public = opts.public_url()?;
-    let planned = connectors
-        .iter()
-        .map(|c| -> Result<Planned<'_>, RenderError> {
-            let client_registry = match opts.mode {
-                // The client keeps the registry's host and path, spoken as plain http to the proxy.
-                Mode::Forward => {
-                    let mut u = c.address.clone();
-                    let _ = u.set_scheme("http");
-                    u
-                }
-                Mode::Gateway => {
-                    let mut u = public.clone();
-                    u.set_path(&format!("/{}/{}/", c.namespace, c.name));
-                    u
-                }
-            };
-            Ok(Planned {
-                connector: c,
-                token: entropy.token()?,
-                client_registry,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut tokens = Vec::new();
+    let planned = plan(connectors, opts, |_| {
+        let t = entropy.token()?;
+        let a = Accepted {
+            sha256: crate::token::hash(&t),
+            expires_at: opts.token_expires_at,
+        };
+        tokens.push(t);
+        Ok(vec![a])
+    })?;
     let filter_connectors = filter::connectors(&planned, opts, entropy)?;
     let mut files = Vec::new();
-    for p in &planned {
-        let dir = PathBuf::from(&p.connector.namespace).join(&p.connector.name);
-        files.push(OutFile {
-            path: dir.join(".npmrc"),
-            contents: client::npmrc(p, opts, &public),
-            secret: true,
-        });
-        files.push(OutFile {
-            path: dir.join(".yarnrc.yml"),
-            contents: client::yarnrc(p, opts, &public),
-            secret: true,
-        });
+    for (c, t) in connectors.iter().zip(&tokens) {
+        files.extend(client_files(c, opts, t)?);
     }
     files.push(OutFile {
         path: PathBuf::from("envoy.yaml"),
@@ -159,6 +204,23 @@ pub fn render(
         secret: true,
     });
     Ok(files)
+}
+
+/// The Envoy resources for a control plane (`serve`, `render --xds-dir`): the filter's
+/// configurations travel separately from listeners, so a credential or token change touches
+/// only them. `accepted` gives each connector's tokens by `namespace/name`.
+pub fn xds_resources(
+    connectors: &[Connector],
+    opts: &Options,
+    accepted: &std::collections::BTreeMap<String, Vec<Accepted>>,
+    entropy: &mut dyn Entropy,
+    source: &ConfigSource,
+) -> Result<Resources, RenderError> {
+    let planned = plan(connectors, opts, |c| {
+        Ok(accepted.get(&c.id()).cloned().unwrap_or_default())
+    })?;
+    let filter_connectors = filter::connectors(&planned, opts, entropy)?;
+    envoy::resources(&planned, opts, &filter_connectors, source)
 }
 
 #[cfg(test)]

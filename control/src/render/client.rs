@@ -5,9 +5,10 @@
 //! only with `npmAlwaysAuth`: the token fills both roles, so a transparently intercepted
 //! client (no proxy setting) is still identified through `Authorization`.
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
-use super::{filter::authority, Mode, Options, Planned};
+use super::{filter::authority, Mode, Options};
+use crate::manifest::Connector;
 
 /// npm's "nerf dart": the registry URL without its scheme, the key prefix for per-registry auth.
 fn nerf_dart(u: &url::Url) -> String {
@@ -16,18 +17,17 @@ fn nerf_dart(u: &url::Url) -> String {
 
 /// `http://<ns>%2F<name>:<token>@<proxy>/`: npm and yarn URL-decode the userinfo, so the filter
 /// sees `ns/name:token` in `Proxy-Authorization: Basic`.
-fn proxy_url(p: &Planned<'_>, public: &url::Url) -> String {
-    let c = p.connector;
+fn proxy_url(c: &Connector, public: &url::Url, token: &SecretString) -> String {
     format!(
         "http://{}%2F{}:{}@{}/",
         c.namespace,
         c.name,
-        p.token.expose_secret(),
+        token.expose_secret(),
         authority(public)
     )
 }
 
-fn header(p: &Planned<'_>, opts: &Options, comment: &str) -> String {
+fn header(c: &Connector, opts: &Options, comment: &str) -> String {
     let mode = match opts.mode {
         Mode::Forward => "forward",
         Mode::Gateway => "gateway",
@@ -35,37 +35,49 @@ fn header(p: &Planned<'_>, opts: &Options, comment: &str) -> String {
     format!(
         "{comment} npm-connector client configuration for connector {} ({mode} mode). Generated: do not edit.\n\
          {comment} The token here is a connector token, not the registry credential; Envoy swaps it.\n",
-        p.connector.id()
+        c.id()
     )
 }
 
-pub(crate) fn npmrc(p: &Planned<'_>, opts: &Options, public: &url::Url) -> String {
-    let mut s = header(p, opts, ";");
-    s += &format!("registry={}\n", p.client_registry);
+pub(crate) fn npmrc(
+    c: &Connector,
+    registry: &url::Url,
+    opts: &Options,
+    public: &url::Url,
+    token: &SecretString,
+) -> String {
+    let mut s = header(c, opts, ";");
+    s += &format!("registry={registry}\n");
     if opts.mode == Mode::Forward {
-        s += &format!("proxy={}\n", proxy_url(p, public));
+        s += &format!("proxy={}\n", proxy_url(c, public, token));
     }
     s += &format!(
         "{}:_authToken={}\n",
-        nerf_dart(&p.client_registry),
-        p.token.expose_secret()
+        nerf_dart(registry),
+        token.expose_secret()
     );
     s
 }
 
-pub(crate) fn yarnrc(p: &Planned<'_>, opts: &Options, public: &url::Url) -> String {
-    let mut s = header(p, opts, "#");
+pub(crate) fn yarnrc(
+    c: &Connector,
+    registry: &url::Url,
+    opts: &Options,
+    public: &url::Url,
+    token: &SecretString,
+) -> String {
+    let mut s = header(c, opts, "#");
     let q = |v: &str| serde_json::Value::from(v).to_string();
-    s += &format!("npmRegistryServer: {}\n", q(p.client_registry.as_str()));
+    s += &format!("npmRegistryServer: {}\n", q(registry.as_str()));
     s += "npmAlwaysAuth: true\n";
-    s += &format!("npmAuthToken: {}\n", q(p.token.expose_secret()));
+    s += &format!("npmAuthToken: {}\n", q(token.expose_secret()));
     if opts.mode == Mode::Forward {
-        s += &format!("httpProxy: {}\n", q(&proxy_url(p, public)));
+        s += &format!("httpProxy: {}\n", q(&proxy_url(c, public, token)));
     }
     // Yarn refuses plain-http registries unless listed; the http leg only reaches the proxy.
     s += &format!(
         "unsafeHttpWhitelist:\n  - {}\n",
-        q(p.client_registry.host_str().unwrap_or_default())
+        q(registry.host_str().unwrap_or_default())
     );
     s
 }

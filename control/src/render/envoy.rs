@@ -162,7 +162,7 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Val
     }
 }
 
-pub(crate) fn wasm_filter(opts: &Options, filter_json: &str, vm_id: &str) -> Value {
+fn wasm_filter(opts: &Options, filter_json: &str, vm_id: &str) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -217,17 +217,74 @@ fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -
     })
 }
 
-pub(crate) fn bootstrap(
+/// Where Envoy gets the wasm filter's configuration (and its other dynamic resources) from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Inline in a static bootstrap.
+    Static,
+    /// From the aggregated xDS stream (`npm-connector serve`); the filter over ECDS.
+    Ads,
+    /// From files in a watched directory (`render --xds-dir`).
+    Dir(std::path::PathBuf),
+}
+
+/// The Envoy resources of one rendering: listeners, clusters and (unless inline) the filter
+/// configurations Envoy fetches over ECDS as `TypedExtensionConfig`s.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub listeners: Vec<Value>,
+    pub clusters: Vec<Value>,
+    pub extension_configs: Vec<Value>,
+}
+
+pub const WASM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// The `config_source` Envoy uses for a dynamic resource in `file` (file-based xDS).
+pub(crate) fn config_source(source: &ConfigSource, file: &str) -> Value {
+    match source {
+        ConfigSource::Dir(dir) => json!({"path_config_source": {
+            "path": dir.join(file).display().to_string(),
+            "watched_directory": {"path": dir.display().to_string()}},
+            "resource_api_version": "V3"}),
+        _ => json!({"ads": {}, "resource_api_version": "V3"}),
+    }
+}
+
+/// The filter's entry in an HTTP filter chain; with xDS, the listener only names the config,
+/// so a credential change touches the ECDS resource and drains no connection.
+fn filter_entry(
+    name: &str,
+    filter_json: &str,
+    opts: &Options,
+    source: &ConfigSource,
+    extension_configs: &mut Vec<Value>,
+) -> Value {
+    let inline = wasm_filter(opts, filter_json, name);
+    if *source == ConfigSource::Static {
+        return inline;
+    }
+    extension_configs.push(json!({"name": name, "typed_config": inline["typed_config"].clone()}));
+    json!({"name": name, "config_discovery": {
+        "config_source": config_source(source, &format!("ecds-{name}.yaml")),
+        "type_urls": [WASM_TYPE_URL]}})
+}
+
+pub fn resources(
     planned: &[Planned<'_>],
     opts: &Options,
     connectors: &[Value],
-) -> Result<String, RenderError> {
+    source: &ConfigSource,
+) -> Result<Resources, RenderError> {
     let forward = opts.mode == Mode::Forward;
     let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
-    let mut http_filters = vec![wasm_filter(
-        opts,
-        &filter::config(connectors, opts, forward)?,
+    let mut res = Resources::default();
+    let outer_filter = filter::config(connectors, opts, forward)?;
+    let mut http_filters = vec![filter_entry(
         "npm_connector",
+        &outer_filter,
+        opts,
+        source,
+        &mut res.extension_configs,
     )];
     if passthrough {
         http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
@@ -241,18 +298,30 @@ pub(crate) fn bootstrap(
         http_filters,
     );
     let listen = opts.listen;
-    let mut listeners = Vec::new();
-    let mut clusters: Vec<Value> = Vec::new();
-    let mut extensions = Vec::new();
+    let listener_name = if forward {
+        "npm_connector_forward"
+    } else {
+        "npm_connector_gateway"
+    };
     if forward {
         // A forward proxy receives absolute URLs (`GET http://registry/...`) and CONNECT.
         outer["typed_config"]["http_protocol_options"] = json!({"allow_absolute_url": true});
         outer["typed_config"]["upgrade_configs"] = json!([{"upgrade_type": "CONNECT"}]);
+    }
+    res.listeners.push(json!({
+        "name": listener_name,
+        "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}},
+        "filter_chains": [{"filters": [outer]}],
+    }));
+    if forward {
+        let tunnel_filter = filter::config(connectors, opts, false)?;
         let inner_filters = vec![
-            wasm_filter(
-                opts,
-                &filter::config(connectors, opts, false)?,
+            filter_entry(
                 "npm_connector_tunnel",
+                &tunnel_filter,
+                opts,
+                source,
+                &mut res.extension_configs,
             ),
             router(),
         ];
@@ -261,22 +330,8 @@ pub(crate) fn bootstrap(
             virtual_hosts(planned, opts, Side::Tunnel),
             inner_filters,
         );
-        listeners.push(json!({"name": TUNNEL_LISTENER, "internal_listener": {}, "filter_chains": [{"filters": [inner]}]}));
-        clusters.push(json!({"name": TUNNEL_CLUSTER, "connect_timeout": "5s", "load_assignment": {"cluster_name": TUNNEL_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": TUNNEL_LISTENER}}}}]}]}}));
-        extensions.push(json!({"name": "envoy.bootstrap.internal_listener", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}));
+        res.listeners.push(json!({"name": TUNNEL_LISTENER, "internal_listener": {}, "filter_chains": [{"filters": [inner]}]}));
     }
-    let listener_name = if forward {
-        "npm_connector_forward"
-    } else {
-        "npm_connector_gateway"
-    };
-    listeners.insert(0, json!({
-        "name": listener_name,
-        "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}},
-        "filter_chains": [{"filters": [outer]}],
-    }));
 
     let mut ups: Vec<Upstream> = planned
         .iter()
@@ -284,9 +339,13 @@ pub(crate) fn bootstrap(
         .collect();
     ups.sort();
     ups.dedup();
-    clusters.splice(0..0, ups.iter().map(|u| cluster(u, opts)));
+    res.clusters.extend(ups.iter().map(|u| cluster(u, opts)));
+    if forward {
+        res.clusters.push(json!({"name": TUNNEL_CLUSTER, "connect_timeout": "5s", "load_assignment": {"cluster_name": TUNNEL_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": TUNNEL_LISTENER}}}}]}]}}));
+    }
     if passthrough {
-        clusters.push(json!({
+        res.clusters.push(json!({
             "name": PASSTHROUGH,
             "connect_timeout": "5s",
             "lb_policy": "CLUSTER_PROVIDED",
@@ -295,16 +354,40 @@ pub(crate) fn bootstrap(
                 "dns_cache_config": dns_cache()}},
         }));
     }
+    Ok(res)
+}
 
+/// What every bootstrap has: the node, the admin API on a unix socket, the internal listener
+/// extension (forward mode's CONNECT tunnels).
+pub(crate) fn bootstrap_base(opts: &Options, node_id: &str) -> Value {
     let mut doc = json!({
-        "node": {"id": "npm-connector", "cluster": "npm-connector"},
-        // The admin API can dump the configuration, credential included: never on TCP.
+        "node": {"id": node_id, "cluster": "npm-connector"},
+        // The admin API can dump the configuration: never on TCP.
         "admin": {"address": {"pipe": {"path": opts.admin_socket.display().to_string(), "mode": 0o600}}},
-        "static_resources": {"listeners": listeners, "clusters": clusters},
     });
-    if !extensions.is_empty() {
-        doc["bootstrap_extensions"] = json!(extensions);
+    if opts.mode == Mode::Forward {
+        doc["bootstrap_extensions"] = json!([{"name": "envoy.bootstrap.internal_listener", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}]);
     }
-    let yaml = serde_yaml_ng::to_string(&doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
-    Ok(format!("# Rendered by npm-connector render. Contains the registry credential: keep it 0600.\n{yaml}"))
+    doc
+}
+
+pub(crate) fn to_yaml(doc: &Value, header: &str) -> Result<String, RenderError> {
+    let yaml = serde_yaml_ng::to_string(doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
+    Ok(format!("{header}\n{yaml}"))
+}
+
+/// A static bootstrap: everything inline.
+pub(crate) fn bootstrap(
+    planned: &[Planned<'_>],
+    opts: &Options,
+    connectors: &[Value],
+) -> Result<String, RenderError> {
+    let res = resources(planned, opts, connectors, &ConfigSource::Static)?;
+    let mut doc = bootstrap_base(opts, "npm-connector");
+    doc["static_resources"] = json!({"listeners": res.listeners, "clusters": res.clusters});
+    to_yaml(
+        &doc,
+        "# Rendered by npm-connector render. Holds the sealed registry credential: keep it 0600.",
+    )
 }

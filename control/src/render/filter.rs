@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::{Mode, Options, Planned, RenderError, Sealing};
 use crate::manifest::Credential;
-use crate::token::{self, Entropy};
+use crate::token::Entropy;
 
 fn plain_credential(c: &Credential) -> Value {
     match c {
@@ -69,11 +69,11 @@ pub(crate) fn connectors(
                 "hosts": hosts,
                 "path_prefix": prefix,
                 "credential": credential(&c.id(), &c.credential, &opts.sealing, entropy)?,
-                "tokens": [{"sha256": token::hash(&p.token)}],
+                "tokens": p.accepted.iter().map(|a| match a.expires_at {
+                    Some(exp) => json!({"sha256": a.sha256, "expires_at": exp}),
+                    None => json!({"sha256": a.sha256}),
+                }).collect::<Vec<_>>(),
             });
-            if let Some(exp) = opts.token_expires_at {
-                v["tokens"][0]["expires_at"] = json!(exp);
-            }
             // Tarball URLs on the registry's own URL must come back through the proxy.
             if c.address.as_str() != p.client_registry.as_str() {
                 v["rewrite"] =

@@ -245,3 +245,15 @@ fn deny_mode_refuses_unmatched() {
     let d = decide(&c, &Request::default(), &|| 0);
     assert_eq!(status(&d), 403);
 }
+
+#[test]
+fn a_connector_without_tokens_refuses_everyone() {
+    let mut v: serde_json::Value = json!({"connectors": [{
+        "name": "ns/none", "hosts": ["registry.test"],
+        "credential": {"bearer": {"token": "b"}}, "tokens": []
+    }]});
+    v["unmatched"] = json!("passthrough");
+    let c = Config::from_json(v.to_string().as_bytes(), None).unwrap_or_else(|e| panic!("{e}"));
+    let d = decide_at(&c, "registry.test", "/x", None, Some("Bearer anything"));
+    assert_eq!(status(&d), 403);
+}
