@@ -80,10 +80,7 @@ fn main() {
     let set = match protox::compile(&files, &includes) {
         Ok(s) => s,
         Err(e) => {
-            println!(
-                "cargo::error=compiling Envoy protos from {}: {e}",
-                root.display()
-            );
+            println!("cargo::error=compiling Envoy protos from {}: {e}", root.display());
             return;
         }
     };

@@ -28,7 +28,9 @@ impl KeyArgs {
             return Ok(Sealing::Plaintext);
         }
         let text = match (&self.key_file, std::env::var(npm_connector_filter::seal::KEY_ENV)) {
-            (Some(f), _) => std::fs::read_to_string(f).with_context(|| format!("cannot read key file {}", f.display()))?,
+            (Some(f), _) => {
+                std::fs::read_to_string(f).with_context(|| format!("cannot read key file {}", f.display()))?
+            }
             (None, Ok(k)) => k,
             (None, Err(_)) => bail!(
                 "no sealing key: make one with `npm-connector keygen -o key`, then pass --key-file key \
@@ -48,9 +50,7 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
         Some('d') => (&s[..s.len() - 1], 86400),
         _ => (s, 1),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with an optional s, m, h or d"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with an optional s, m, h or d"))?;
     if n == 0 {
         return Err("a TTL of zero would mint tokens that are already expired".into());
     }
@@ -58,9 +58,5 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() {
-        p.to_owned()
-    } else {
-        std::env::current_dir()?.join(p)
-    })
+    Ok(if p.is_absolute() { p.to_owned() } else { std::env::current_dir()?.join(p) })
 }

@@ -92,17 +92,9 @@ struct SecretRef {
 /// The registry credential a connector injects.
 #[derive(Debug)]
 pub enum Credential {
-    Basic {
-        username: String,
-        password: SecretString,
-    },
-    Bearer {
-        token: SecretString,
-    },
-    Header {
-        name: String,
-        value: SecretString,
-    },
+    Basic { username: String, password: SecretString },
+    Bearer { token: SecretString },
+    Header { name: String, value: SecretString },
 }
 
 /// A validated npm connector.
@@ -134,17 +126,8 @@ struct Pending {
     at: (String, usize),
 }
 
-fn err(
-    at: &(String, usize),
-    field: impl Into<String>,
-    message: impl Into<String>,
-) -> ManifestError {
-    ManifestError {
-        file: at.0.clone(),
-        doc: at.1,
-        field: field.into(),
-        message: message.into(),
-    }
+fn err(at: &(String, usize), field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    ManifestError { file: at.0.clone(), doc: at.1, field: field.into(), message: message.into() }
 }
 
 /// serde names offending values in its messages; a Secret's value must never be echoed, so keep
@@ -158,80 +141,41 @@ fn describe(msg: &str) -> String {
     }
 }
 
-fn typed<T: for<'de> Deserialize<'de>>(
-    value: Value,
-    at: &(String, usize),
-) -> Result<T, ManifestError> {
+fn typed<T: for<'de> Deserialize<'de>>(value: Value, at: &(String, usize)) -> Result<T, ManifestError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        err(
-            at,
-            if path == "." {
-                "document".to_owned()
-            } else {
-                path
-            },
-            describe(&e.inner().to_string()),
-        )
+        err(at, if path == "." { "document".to_owned() } else { path }, describe(&e.inner().to_string()))
     })
 }
 
 /// Loads connectors from `(file name, YAML text)` pairs. `default_namespace` applies where
 /// `metadata.namespace` is absent. Connectors of other classes are skipped.
-pub fn load(
-    files: &[(String, String)],
-    default_namespace: &str,
-) -> Result<Vec<Connector>, ManifestError> {
+pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<Connector>, ManifestError> {
     let mut secrets: BTreeMap<(String, String), Secret> = BTreeMap::new();
     let mut pending = Vec::new();
     for (file, text) in files {
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let at = (file.clone(), i + 1);
             let value = Value::deserialize(doc).map_err(|e| {
-                let loc = e
-                    .location()
-                    .map(|l| format!(" at line {} column {}", l.line(), l.column()))
-                    .unwrap_or_default();
+                let loc =
+                    e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
                 err(&at, "document", format!("not valid YAML{loc}"))
             })?;
             if value.is_null() {
                 continue;
             }
-            let kind = value
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+            let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
             match kind.as_str() {
                 "Secret" => {
                     let raw: RawSecret = typed(value, &at)?;
-                    let name = raw
-                        .metadata
-                        .name
-                        .clone()
-                        .ok_or_else(|| err(&at, "metadata.name", "missing"))?;
-                    let ns = raw
-                        .metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| default_namespace.to_owned());
+                    let name = raw.metadata.name.clone().ok_or_else(|| err(&at, "metadata.name", "missing"))?;
+                    let ns = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
                     let values = secret_values(&raw, &at)?;
                     if secrets
-                        .insert(
-                            (ns.clone(), name.clone()),
-                            Secret {
-                                type_: raw.type_,
-                                values,
-                                at: at.clone(),
-                            },
-                        )
+                        .insert((ns.clone(), name.clone()), Secret { type_: raw.type_, values, at: at.clone() })
                         .is_some()
                     {
-                        return Err(err(
-                            &at,
-                            "metadata.name",
-                            format!("Secret {ns}/{name} is defined twice"),
-                        ));
+                        return Err(err(&at, "metadata.name", format!("Secret {ns}/{name} is defined twice")));
                     }
                 }
                 "Connector" => {
@@ -239,24 +183,12 @@ pub fn load(
                     if raw.spec.connector_class_name != "npm" {
                         continue;
                     }
-                    let namespace = raw
-                        .metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| default_namespace.to_owned());
-                    pending.push(Pending {
-                        connector: raw,
-                        namespace,
-                        at,
-                    });
+                    let namespace = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
+                    pending.push(Pending { connector: raw, namespace, at });
                 }
                 "" => return Err(err(&at, "kind", "missing; expected Connector or Secret")),
                 other => {
-                    return Err(err(
-                        &at,
-                        "kind",
-                        format!("{other:?} is not supported; expected Connector or Secret"),
-                    ))
+                    return Err(err(&at, "kind", format!("{other:?} is not supported; expected Connector or Secret")))
                 }
             }
         }
@@ -264,10 +196,7 @@ pub fn load(
     let mut out: Vec<Connector> = Vec::with_capacity(pending.len());
     for p in pending {
         let c = resolve(p, &secrets)?;
-        if out
-            .iter()
-            .any(|o| o.namespace == c.namespace && o.name == c.name)
-        {
+        if out.iter().any(|o| o.namespace == c.namespace && o.name == c.name) {
             return Err(ManifestError {
                 file: "(all files)".into(),
                 doc: 0,
@@ -281,50 +210,30 @@ pub fn load(
 }
 
 /// `stringData` wins over `data`, as in Kubernetes; `data` values are base64.
-fn secret_values(
-    raw: &RawSecret,
-    at: &(String, usize),
-) -> Result<BTreeMap<String, String>, ManifestError> {
+fn secret_values(raw: &RawSecret, at: &(String, usize)) -> Result<BTreeMap<String, String>, ManifestError> {
     let mut values = BTreeMap::new();
     for (k, v) in &raw.data {
         let field = format!("data.{k}");
-        let s = v
-            .as_str()
-            .ok_or_else(|| err(at, &field, "must be a base64 string"))?;
+        let s = v.as_str().ok_or_else(|| err(at, &field, "must be a base64 string"))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s.trim())
             .map_err(|_| err(at, &field, "is not valid base64"))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| err(at, &field, "does not decode to UTF-8 text"))?;
+        let text = String::from_utf8(bytes).map_err(|_| err(at, &field, "does not decode to UTF-8 text"))?;
         values.insert(k.clone(), text);
     }
     for (k, v) in &raw.string_data {
-        let s = v
-            .as_str()
-            .ok_or_else(|| err(at, format!("stringData.{k}"), "must be a string (quote it)"))?;
+        let s = v.as_str().ok_or_else(|| err(at, format!("stringData.{k}"), "must be a string (quote it)"))?;
         values.insert(k.clone(), s.to_owned());
     }
     Ok(values)
 }
 
-fn resolve(
-    p: Pending,
-    secrets: &BTreeMap<(String, String), Secret>,
-) -> Result<Connector, ManifestError> {
+fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<Connector, ManifestError> {
     let at = &p.at;
-    let name = p
-        .connector
-        .metadata
-        .name
-        .clone()
-        .ok_or_else(|| err(at, "metadata.name", "missing"))?;
-    for (field, v) in [
-        ("metadata.name", &name),
-        ("metadata.namespace", &p.namespace),
-    ] {
-        let ok = !v.is_empty()
-            && v.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let name = p.connector.metadata.name.clone().ok_or_else(|| err(at, "metadata.name", "missing"))?;
+    for (field, v) in [("metadata.name", &name), ("metadata.namespace", &p.namespace)] {
+        let ok =
+            !v.is_empty() && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
         if !ok {
             return Err(err(
                 at,
@@ -333,29 +242,17 @@ fn resolve(
             ));
         }
     }
-    let address =
-        parse_address(&p.connector.spec.address).map_err(|m| err(at, "spec.address", m))?;
-    let auth = p.connector.spec.auth.as_ref().ok_or_else(|| {
-        err(
-            at,
-            "spec.auth",
-            "missing: a registry credential is required",
-        )
+    let address = parse_address(&p.connector.spec.address).map_err(|m| err(at, "spec.address", m))?;
+    let auth = p
+        .connector
+        .spec
+        .auth
+        .as_ref()
+        .ok_or_else(|| err(at, "spec.auth", "missing: a registry credential is required"))?;
+    let ns = auth.secret_ref.namespace.clone().unwrap_or_else(|| p.namespace.clone());
+    let secret = secrets.get(&(ns.clone(), auth.secret_ref.name.clone())).ok_or_else(|| {
+        err(at, "spec.auth.secretRef.name", format!("no Secret {ns}/{} in the given files", auth.secret_ref.name))
     })?;
-    let ns = auth
-        .secret_ref
-        .namespace
-        .clone()
-        .unwrap_or_else(|| p.namespace.clone());
-    let secret = secrets
-        .get(&(ns.clone(), auth.secret_ref.name.clone()))
-        .ok_or_else(|| {
-            err(
-                at,
-                "spec.auth.secretRef.name",
-                format!("no Secret {ns}/{} in the given files", auth.secret_ref.name),
-            )
-        })?;
     let get = |key: &str| -> Result<SecretString, ManifestError> {
         match secret.values.get(key) {
             Some(v) if !v.is_empty() => Ok(SecretString::from(v.clone())),
@@ -380,40 +277,19 @@ fn resolve(
             }
             let username = secret.values.get("username").cloned().unwrap_or_default();
             if username.is_empty() {
-                return Err(err(
-                    &secret.at,
-                    "stringData.username",
-                    "missing: basicAuth needs username and password",
-                ));
+                return Err(err(&secret.at, "stringData.username", "missing: basicAuth needs username and password"));
             }
-            Credential::Basic {
-                username,
-                password: get("password")?,
-            }
+            Credential::Basic { username, password: get("password")? }
         }
         "bearerToken" => match header {
-            Some(h) => Credential::Header {
-                name: h.clone(),
-                value: get("token")?,
-            },
-            None => Credential::Bearer {
-                token: get("token")?,
-            },
+            Some(h) => Credential::Header { name: h.clone(), value: get("token")? },
+            None => Credential::Bearer { token: get("token")? },
         },
         other => {
-            return Err(err(
-                at,
-                "spec.auth.name",
-                format!("{other:?} is not supported; use basicAuth or bearerToken"),
-            ))
+            return Err(err(at, "spec.auth.name", format!("{other:?} is not supported; use basicAuth or bearerToken")))
         }
     };
-    Ok(Connector {
-        namespace: p.namespace,
-        name,
-        address,
-        credential,
-    })
+    Ok(Connector { namespace: p.namespace, name, address, credential })
 }
 
 fn parse_address(s: &str) -> Result<url::Url, String> {

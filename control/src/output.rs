@@ -21,22 +21,14 @@ pub struct WriteError {
 pub fn write(dir: &Path, files: &[OutFile]) -> Result<(), WriteError> {
     for f in files {
         let path = dir.join(&f.path);
-        let wrap = |source| WriteError {
-            path: path.display().to_string(),
-            source,
-        };
+        let wrap = |source| WriteError { path: path.display().to_string(), source };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(wrap)?;
         }
         let tmp = path.with_extension("tmp~");
         let mode = if f.secret { 0o600 } else { 0o644 };
         let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(wrap)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(wrap)?;
         file.write_all(f.contents.as_bytes()).map_err(wrap)?;
         file.sync_all().map_err(wrap)?;
         std::fs::rename(&tmp, &path).map_err(wrap)?;
@@ -52,10 +44,7 @@ pub fn redact(text: &str, connectors: &[Connector]) -> String {
         let secrets: Vec<String> = match &c.credential {
             Credential::Basic { username, password } => {
                 let pair = format!("{username}:{}", password.expose_secret());
-                vec![
-                    password.expose_secret().to_owned(),
-                    base64::engine::general_purpose::STANDARD.encode(pair),
-                ]
+                vec![password.expose_secret().to_owned(), base64::engine::general_purpose::STANDARD.encode(pair)]
             }
             Credential::Bearer { token } => vec![token.expose_secret().to_owned()],
             Credential::Header { value, .. } => vec![value.expose_secret().to_owned()],

@@ -143,30 +143,18 @@ fn plan<'a>(
     connectors
         .iter()
         .map(|c| {
-            Ok(Planned {
-                connector: c,
-                accepted: accepted(c)?,
-                client_registry: client_registry(c, opts, &public),
-            })
+            Ok(Planned { connector: c, accepted: accepted(c)?, client_registry: client_registry(c, opts, &public) })
         })
         .collect()
 }
 
 /// A connector's client files (`.npmrc`, `.yarnrc.yml`) carrying `token`.
-pub fn client_files(
-    c: &Connector,
-    opts: &Options,
-    token: &SecretString,
-) -> Result<Vec<OutFile>, RenderError> {
+pub fn client_files(c: &Connector, opts: &Options, token: &SecretString) -> Result<Vec<OutFile>, RenderError> {
     let public = opts.public_url()?;
     let registry = client_registry(c, opts, &public);
     let dir = PathBuf::from(&c.namespace).join(&c.name);
     Ok(vec![
-        OutFile {
-            path: dir.join(".npmrc"),
-            contents: client::npmrc(c, &registry, opts, &public, token),
-            secret: true,
-        },
+        OutFile { path: dir.join(".npmrc"), contents: client::npmrc(c, &registry, opts, &public, token), secret: true },
         OutFile {
             path: dir.join(".yarnrc.yml"),
             contents: client::yarnrc(c, &registry, opts, &public, token),
@@ -177,7 +165,7 @@ pub fn client_files(
 
 /// Renders the output directory of a static deployment: a fresh client token per connector
 /// (expiring at `opts.token_expires_at`), its client files, and the Envoy bootstrap.
-/// `entropy` supplies the tokens and the sealing nonces.
+/// `entropy` supplies the tokens.
 pub fn render(
     connectors: &[Connector],
     opts: &Options,
@@ -186,14 +174,11 @@ pub fn render(
     let mut tokens = Vec::new();
     let planned = plan(connectors, opts, |_| {
         let t = entropy.token()?;
-        let a = Accepted {
-            sha256: crate::token::hash(&t),
-            expires_at: opts.token_expires_at,
-        };
+        let a = Accepted { sha256: crate::token::hash(&t), expires_at: opts.token_expires_at };
         tokens.push(t);
         Ok(vec![a])
     })?;
-    let filter_connectors = filter::connectors(&planned, opts, entropy)?;
+    let filter_connectors = filter::connectors(&planned, opts)?;
     let mut files = Vec::new();
     for (c, t) in connectors.iter().zip(&tokens) {
         files.extend(client_files(c, opts, t)?);
@@ -213,13 +198,10 @@ pub fn xds_resources(
     connectors: &[Connector],
     opts: &Options,
     accepted: &std::collections::BTreeMap<String, Vec<Accepted>>,
-    entropy: &mut dyn Entropy,
     source: &ConfigSource,
 ) -> Result<Resources, RenderError> {
-    let planned = plan(connectors, opts, |c| {
-        Ok(accepted.get(&c.id()).cloned().unwrap_or_default())
-    })?;
-    let filter_connectors = filter::connectors(&planned, opts, entropy)?;
+    let planned = plan(connectors, opts, |c| Ok(accepted.get(&c.id()).cloned().unwrap_or_default()))?;
+    let filter_connectors = filter::connectors(&planned, opts)?;
     envoy::resources(&planned, opts, &filter_connectors, source)
 }
 

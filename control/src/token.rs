@@ -20,11 +20,9 @@ pub fn mint() -> Result<SecretString, TokenError> {
     Ok(SecretString::from(format!("npmc_{body}")))
 }
 
-/// Where render gets randomness: client tokens and sealing nonces. Tests substitute fixed
-/// values for golden files.
+/// Where render gets client tokens. Tests substitute fixed ones for golden files.
 pub trait Entropy {
     fn token(&mut self) -> Result<SecretString, TokenError>;
-    fn nonce(&mut self) -> Result<[u8; 24], TokenError>;
 }
 
 /// The operating system's randomness.
@@ -33,12 +31,6 @@ pub struct OsEntropy;
 impl Entropy for OsEntropy {
     fn token(&mut self) -> Result<SecretString, TokenError> {
         mint()
-    }
-
-    fn nonce(&mut self) -> Result<[u8; 24], TokenError> {
-        let mut n = [0u8; 24];
-        getrandom::fill(&mut n).map_err(|e| TokenError(e.to_string()))?;
-        Ok(n)
     }
 }
 
@@ -64,10 +56,7 @@ mod tests {
         let b = mint().unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_eq!(a.expose_secret().len(), 5 + 43);
-        assert!(a
-            .expose_secret()
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a.expose_secret().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(hash(&a).len(), 64);
     }
 }

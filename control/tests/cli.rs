@@ -12,19 +12,11 @@ fn root() -> PathBuf {
 }
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_npm-connector"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_npm-connector")).args(args).current_dir(root()).output().unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]
@@ -53,28 +45,15 @@ fn renders_the_seed_manifest_and_validates_it() {
     ]);
     let said = text(&o);
     assert!(o.status.success(), "{said}");
-    for f in [
-        "envoy.yaml",
-        "default/npm-connector/.npmrc",
-        "default/npm-connector/.yarnrc.yml",
-    ] {
-        let mode = std::fs::metadata(out.path().join(f))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+    for f in ["envoy.yaml", "default/npm-connector/.npmrc", "default/npm-connector/.yarnrc.yml"] {
+        let mode = std::fs::metadata(out.path().join(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
     // With an Envoy installed (as `make test` does), the rendered bootstrap is validated by it.
-    let envoy = std::env::var_os("ENVOY_BIN")
-        .map(PathBuf::from)
-        .filter(|p| p.exists());
+    let envoy = std::env::var_os("ENVOY_BIN").map(PathBuf::from).filter(|p| p.exists());
     match envoy {
         Some(_) if wasm.exists() => assert!(said.contains("--mode validate: OK"), "{said}"),
-        _ => assert!(
-            said.contains("not validated") || said.contains("--mode validate: OK"),
-            "{said}"
-        ),
+        _ => assert!(said.contains("not validated") || said.contains("--mode validate: OK"), "{said}"),
     }
     assert!(!said.contains("your-registry-password"), "{said}");
 }
@@ -82,29 +61,15 @@ fn renders_the_seed_manifest_and_validates_it() {
 #[test]
 fn a_bad_manifest_names_file_document_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = std::fs::read_to_string(root().join("examples/connectors.yaml"))
-        .unwrap()
-        .replace("address:", "adress:");
+    let bad = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace("address:", "adress:");
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, bad).unwrap();
-    let o = cli(&[
-        "render",
-        "-f",
-        path.to_str().unwrap(),
-        "-o",
-        dir.path().join("out").to_str().unwrap(),
-    ]);
+    let o = cli(&["render", "-f", path.to_str().unwrap(), "-o", dir.path().join("out").to_str().unwrap()]);
     let said = text(&o);
     assert!(!o.status.success());
-    assert!(
-        said.contains("bad.yaml, document 2, spec.adress: unknown field `adress`"),
-        "{said}"
-    );
+    assert!(said.contains("bad.yaml, document 2, spec.adress: unknown field `adress`"), "{said}");
     assert!(!said.contains("your-registry-password"));
-    assert!(
-        !Path::new(&dir.path().join("out/envoy.yaml")).exists(),
-        "nothing written on error"
-    );
+    assert!(!Path::new(&dir.path().join("out/envoy.yaml")).exists(), "nothing written on error");
 }
 
 #[test]
@@ -112,13 +77,7 @@ fn sealing_needs_a_key_or_an_explicit_opt_out() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_npm-connector"))
-        .args([
-            "render",
-            "-f",
-            "examples/connectors.yaml",
-            "--no-validate",
-            "-o",
-        ])
+        .args(["render", "-f", "examples/connectors.yaml", "--no-validate", "-o"])
         .arg(&out)
         .env_remove("NPM_CONNECTOR_KEY")
         .current_dir(root())
@@ -142,10 +101,7 @@ fn sealing_needs_a_key_or_an_explicit_opt_out() {
     let key = dir.path().join("k");
     let o = cli(&["keygen", "-o", key.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let k = std::fs::read_to_string(&key).unwrap();
     assert!(npm_connector_filter::seal::Key::from_base64(&k).is_ok());
     let o = cli(&[
@@ -160,9 +116,5 @@ fn sealing_needs_a_key_or_an_explicit_opt_out() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let envoy = std::fs::read_to_string(out.join("envoy.yaml")).unwrap();
-    assert!(
-        envoy.contains("sealed")
-            && !envoy.contains("your-registry-password")
-            && !envoy.contains(k.trim())
-    );
+    assert!(envoy.contains("sealed") && !envoy.contains("your-registry-password") && !envoy.contains(k.trim()));
 }

@@ -77,40 +77,23 @@ pub enum ConfigError {
     #[error("connector {connector}: hosts must not be empty")]
     NoHosts { connector: String },
     #[error("connector {connector}: host {host:?}: {reason}")]
-    BadHost {
-        connector: String,
-        host: String,
-        reason: String,
-    },
+    BadHost { connector: String, host: String, reason: String },
     #[error("connector {connector}: path_prefix {prefix:?} must start with '/' and have no '.' or '..' segments")]
     BadPrefix { connector: String, prefix: String },
     #[error("connector {connector}: credential: {reason}")]
-    BadCredential {
-        connector: String,
-        reason: &'static str,
-    },
+    BadCredential { connector: String, reason: &'static str },
     #[error("connector {connector}: the credential is sealed but Envoy has no key: set NPM_CONNECTOR_KEY in Envoy's environment (the bootstrap passes it with vm_config.environment_variables.host_env_keys)")]
     NoKey { connector: String },
-    #[error("connector {connector}: cannot unseal the credential: wrong NPM_CONNECTOR_KEY, or the sealed value was altered")]
+    #[error(
+        "connector {connector}: cannot unseal the credential: wrong NPM_CONNECTOR_KEY, or the sealed value was altered"
+    )]
     Unseal { connector: String },
     #[error("connector {connector}: tokens[{index}].sha256 must be 64 hex digits")]
     BadTokenHash { connector: String, index: usize },
-    #[error(
-        "connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'"
-    )]
-    BadRewrite {
-        connector: String,
-        field: &'static str,
-    },
-    #[error(
-        "connectors {first} and {second} both claim host {host:?} with path prefix {prefix:?}"
-    )]
-    Overlap {
-        first: String,
-        second: String,
-        host: String,
-        prefix: String,
-    },
+    #[error("connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'")]
+    BadRewrite { connector: String, field: &'static str },
+    #[error("connectors {first} and {second} both claim host {host:?} with path prefix {prefix:?}")]
+    Overlap { first: String, second: String, host: String, prefix: String },
 }
 
 /// Tarball URL rewrite: `dist.tarball` values starting with `upstream` are re-based on `client`.
@@ -142,8 +125,7 @@ impl Config {
     /// Parses and validates the plugin configuration bytes; `key` opens sealed credentials,
     /// once, here, never per request.
     pub fn from_json(bytes: &[u8], key: Option<&Key>) -> Result<Self, ConfigError> {
-        let raw: RawConfig =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(describe(&e)))?;
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(describe(&e)))?;
         Self::try_from((raw, key))
     }
 }
@@ -152,12 +134,7 @@ impl Config {
 /// secret: keep the messages that only name fields or variants, else just say where.
 fn describe(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    let safe = [
-        "unknown field",
-        "missing field",
-        "duplicate field",
-        "unknown variant",
-    ];
+    let safe = ["unknown field", "missing field", "duplicate field", "unknown variant"];
     if safe.iter().any(|p| msg.starts_with(p)) {
         msg
     } else {
@@ -200,11 +177,7 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
             }
             connectors.push(c);
         }
-        Ok(Config {
-            unmatched: raw.unmatched,
-            proxy_listener: raw.proxy_listener,
-            connectors,
-        })
+        Ok(Config { unmatched: raw.unmatched, proxy_listener: raw.proxy_listener, connectors })
     }
 }
 
@@ -230,21 +203,15 @@ impl Connector {
             })?;
             hosts.push(p);
         }
-        let prefix = PathPrefix::parse(&raw.path_prefix).ok_or_else(|| ConfigError::BadPrefix {
-            connector: name.clone(),
-            prefix: raw.path_prefix.clone(),
-        })?;
+        let prefix = PathPrefix::parse(&raw.path_prefix)
+            .ok_or_else(|| ConfigError::BadPrefix { connector: name.clone(), prefix: raw.path_prefix.clone() })?;
         let credential = Credential::validate(&name, raw.credential, key)?;
         // No tokens is a valid state (a control plane that has not minted any yet): every
         // request for the connector is then refused as carrying a bad token.
         let mut tokens = Vec::with_capacity(raw.tokens.len());
         for (i, t) in raw.tokens.iter().enumerate() {
-            let hash = TokenHash::from_hex(&t.sha256, t.expires_at).ok_or_else(|| {
-                ConfigError::BadTokenHash {
-                    connector: name.clone(),
-                    index: i,
-                }
-            })?;
+            let hash = TokenHash::from_hex(&t.sha256, t.expires_at)
+                .ok_or_else(|| ConfigError::BadTokenHash { connector: name.clone(), index: i })?;
             tokens.push(hash);
         }
         let rewrite = match raw.rewrite {
@@ -256,26 +223,13 @@ impl Connector {
                         && !v.contains('"')
                         && !v.contains('\\');
                     if !ok {
-                        return Err(ConfigError::BadRewrite {
-                            connector: name,
-                            field,
-                        });
+                        return Err(ConfigError::BadRewrite { connector: name, field });
                     }
                 }
-                Some(Rewrite {
-                    upstream: r.upstream,
-                    client: r.client,
-                })
+                Some(Rewrite { upstream: r.upstream, client: r.client })
             }
         };
-        Ok(Connector {
-            name,
-            hosts,
-            prefix,
-            credential,
-            tokens,
-            rewrite,
-        })
+        Ok(Connector { name, hosts, prefix, credential, tokens, rewrite })
     }
 }
 
@@ -283,8 +237,7 @@ impl Connector {
 fn is_dns_label_ish(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 #[cfg(test)]

@@ -37,37 +37,22 @@ pub struct Credential {
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Credential {{ header: {:?}, value: <redacted> }}",
-            self.header
-        )
+        write!(f, "Credential {{ header: {:?}, value: <redacted> }}", self.header)
     }
 }
 
 impl Credential {
-    pub(crate) fn validate(
-        connector: &str,
-        raw: RawCredential,
-        key: Option<&Key>,
-    ) -> Result<Self, ConfigError> {
-        let bad = |reason| ConfigError::BadCredential {
-            connector: connector.to_owned(),
-            reason,
-        };
+    pub(crate) fn validate(connector: &str, raw: RawCredential, key: Option<&Key>) -> Result<Self, ConfigError> {
+        let bad = |reason| ConfigError::BadCredential { connector: connector.to_owned(), reason };
         let (header, value) = match raw {
             RawCredential::Sealed(sealed) => {
-                let key = key.ok_or_else(|| ConfigError::NoKey {
-                    connector: connector.to_owned(),
-                })?;
+                let key = key.ok_or_else(|| ConfigError::NoKey { connector: connector.to_owned() })?;
                 let plain = key.open(connector, &sealed).map_err(|e| match e {
-                    SealError::Open | SealError::BadKey => ConfigError::Unseal {
-                        connector: connector.to_owned(),
-                    },
+                    SealError::Open | SealError::BadKey => ConfigError::Unseal { connector: connector.to_owned() },
                     SealError::Malformed => bad("sealed value is not base64 nonce and ciphertext"),
                 })?;
-                let inner: RawCredential = serde_json::from_slice(&plain)
-                    .map_err(|_| bad("sealed value does not hold a credential"))?;
+                let inner: RawCredential =
+                    serde_json::from_slice(&plain).map_err(|_| bad("sealed value does not hold a credential"))?;
                 if matches!(inner, RawCredential::Sealed(_)) {
                     return Err(bad("a sealed credential may not hold another sealed one"));
                 }
@@ -85,15 +70,11 @@ impl Credential {
                 if token.expose_secret().is_empty() {
                     return Err(bad("bearer token is empty"));
                 }
-                (
-                    "authorization".to_owned(),
-                    format!("Bearer {}", token.expose_secret()),
-                )
+                ("authorization".to_owned(), format!("Bearer {}", token.expose_secret()))
             }
             RawCredential::Header { name, value } => {
                 let lname = name.to_ascii_lowercase();
-                let token_char =
-                    |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
                 if lname.is_empty() || !lname.bytes().all(token_char) {
                     return Err(bad("header name is not a valid HTTP header name"));
                 }
@@ -107,9 +88,6 @@ impl Credential {
         if value.is_empty() || value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
             return Err(bad("credential value is empty or has control characters"));
         }
-        Ok(Credential {
-            header,
-            value: SecretString::from(value),
-        })
+        Ok(Credential { header, value: SecretString::from(value) })
     }
 }

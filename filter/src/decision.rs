@@ -82,12 +82,8 @@ pub fn select(config: &Config, authority: &Authority, path: &str) -> Option<usiz
 /// `now_unix` is called only when a matched token carries an expiry.
 pub fn decide(config: &Config, req: &Request<'_>, now_unix: &dyn Fn() -> u64) -> Decision {
     let authority = req.authority.and_then(Authority::parse);
-    let host_claimed = authority.as_ref().is_some_and(|a| {
-        config
-            .connectors
-            .iter()
-            .any(|c| c.hosts.iter().any(|h| h.matches(a)))
-    });
+    let host_claimed =
+        authority.as_ref().is_some_and(|a| config.connectors.iter().any(|c| c.hosts.iter().any(|h| h.matches(a))));
     let path = match canonical_path(req.path.unwrap_or("/")) {
         Ok(p) => p,
         Err(e) if host_claimed => {
@@ -107,13 +103,7 @@ pub fn decide(config: &Config, req: &Request<'_>, now_unix: &dyn Fn() -> u64) ->
     };
     let name = &config.connectors[index].name;
     let refuse = |status, reason, challenge, message: String| {
-        Decision::Refuse(Refusal {
-            status,
-            reason,
-            connector: Some(index),
-            challenge,
-            message,
-        })
+        Decision::Refuse(Refusal { status, reason, connector: Some(index), challenge, message })
     };
     match token::presented(req.proxy_authorization, req.authorization) {
         Presented::Missing if config.proxy_listener => refuse(

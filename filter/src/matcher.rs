@@ -53,10 +53,7 @@ fn split_port(s: &str) -> Result<(&str, Option<u16>), &'static str> {
     };
     let port = match port {
         None => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .map_err(|_| "port is not a number from 0 to 65535")?,
-        ),
+        Some(p) => Some(p.parse::<u16>().map_err(|_| "port is not a number from 0 to 65535")?),
     };
     Ok((host, port))
 }
@@ -73,14 +70,10 @@ fn canonical_host(host: &str) -> Result<String, &'static str> {
         return Ok(host.to_ascii_lowercase());
     }
     if !host.is_ascii() {
-        return Err(
-            "host is not ASCII: write an internationalised name in its punycode (xn--) form",
-        );
+        return Err("host is not ASCII: write an internationalised name in its punycode (xn--) form");
     }
     let lower = host.to_ascii_lowercase();
-    let ok = lower
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    let ok = lower.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
     if ok && !lower.contains("..") {
         Ok(lower)
     } else {
@@ -92,10 +85,7 @@ impl HostPattern {
     pub fn parse(pattern: &str) -> Result<Self, &'static str> {
         let pattern = pattern.trim();
         if pattern == "*" {
-            return Ok(HostPattern {
-                kind: HostKind::Any,
-                port: None,
-            });
+            return Ok(HostPattern { kind: HostKind::Any, port: None });
         }
         let (host, port) = split_port(pattern)?;
         let kind = if let Some(suffix) = host.strip_prefix("*.") {
@@ -142,10 +132,7 @@ impl Authority {
             return None;
         }
         let (host, port) = split_port(authority).ok()?;
-        Some(Authority {
-            host: canonical_host(host).ok()?,
-            port,
-        })
+        Some(Authority { host: canonical_host(host).ok()?, port })
     }
 }
 
@@ -159,11 +146,7 @@ impl PathPrefix {
             return None;
         }
         let canon = canonical_path(prefix).ok()?;
-        let with_slash = if canon.ends_with('/') {
-            canon
-        } else {
-            format!("{canon}/")
-        };
+        let with_slash = if canon.ends_with('/') { canon } else { format!("{canon}/") };
         Some(PathPrefix(with_slash))
     }
 
@@ -230,10 +213,7 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
         matching.push(b);
         i += 1;
     }
-    if decoded
-        .split(|&c| c == b'/' || c == b'\\')
-        .any(|seg| seg == b"." || seg == b"..")
-    {
+    if decoded.split(|&c| c == b'/' || c == b'\\').any(|seg| seg == b"." || seg == b"..") {
         return Err(PathError::DotSegment);
     }
     Ok(String::from_utf8_lossy(&matching).into_owned())

@@ -27,26 +27,15 @@ pub enum Eligibility {
 pub fn request_allows_rewrite(path: &str) -> bool {
     match path.split_once('?') {
         None => true,
-        Some((_, query)) => !query
-            .split('&')
-            .any(|kv| kv.eq_ignore_ascii_case("write=true")),
+        Some((_, query)) => !query.split('&').any(|kv| kv.eq_ignore_ascii_case("write=true")),
     }
 }
 
 /// Packuments come as `application/json` or, for the abbreviated form npm asks for with
 /// `Accept: application/vnd.npm.install-v1+json`, as that type.
-pub fn eligibility(
-    status: u16,
-    content_type: Option<&str>,
-    content_encoding: Option<&str>,
-) -> Eligibility {
-    let media = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase());
-    let json = matches!(
-        media.as_deref(),
-        Some("application/json") | Some("application/vnd.npm.install-v1+json")
-    );
+pub fn eligibility(status: u16, content_type: Option<&str>, content_encoding: Option<&str>) -> Eligibility {
+    let media = content_type.and_then(|ct| ct.split(';').next()).map(|m| m.trim().to_ascii_lowercase());
+    let json = matches!(media.as_deref(), Some("application/json") | Some("application/vnd.npm.install-v1+json"));
     if status != 200 || !json {
         return Eligibility::NotPackument;
     }
@@ -125,10 +114,7 @@ impl Rewriter {
         let have = &buf[start.min(buf.len())..];
         if have.len() >= self.upstream.len() {
             if have.starts_with(&self.upstream) {
-                Probe::Match {
-                    start,
-                    end: start + self.upstream.len(),
-                }
+                Probe::Match { start, end: start + self.upstream.len() }
             } else {
                 Probe::NoMatch
             }
@@ -166,10 +152,8 @@ impl Rewriter {
         }
         // The tail may hold the first bytes of a key split across chunks.
         let tail = &buf[emitted..];
-        let hold = (1..KEY.len())
-            .rev()
-            .find(|&n| n <= tail.len() && KEY.starts_with(&tail[tail.len() - n..]))
-            .unwrap_or(0);
+        let hold =
+            (1..KEY.len()).rev().find(|&n| n <= tail.len() && KEY.starts_with(&tail[tail.len() - n..])).unwrap_or(0);
         let cut = buf.len() - hold;
         out.extend_from_slice(&buf[emitted..cut]);
         self.carry = buf[cut..].to_vec();

@@ -98,10 +98,7 @@ impl RootContext for Root {
         };
         match Config::from_json(&bytes, key.as_ref()) {
             Ok(config) => {
-                log::info!(
-                    "npm-connector: configured {} connector(s)",
-                    config.connectors.len()
-                );
+                log::info!("npm-connector: configured {} connector(s)", config.connectors.len());
                 self.compiled = Some(Rc::new(Compiled::new(config)));
                 true
             }
@@ -148,11 +145,7 @@ impl Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let Some(compiled) = self.compiled.clone() else {
-            return self.refuse(
-                503,
-                None,
-                r#"{"error":"npm-connector: filter has no configuration"}"#,
-            );
+            return self.refuse(503, None, r#"{"error":"npm-connector: filter has no configuration"}"#);
         };
         let authority = self.get_http_request_header(":authority");
         let path = self.get_http_request_header(":path");
@@ -165,12 +158,7 @@ impl HttpContext for Http {
             authorization: authorization.as_deref(),
         };
         // The clock is a host call: asked only when a token with an expiry matched.
-        let now = || {
-            self.get_current_time()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        };
+        let now = || self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         match decision::decide(&compiled.config, &req, &now) {
             Decision::PassThrough => {
                 if proxy_authorization.is_some() {
@@ -201,12 +189,9 @@ impl HttpContext for Http {
                 if authorization.is_some() && c.credential.header != "authorization" {
                     self.set_http_request_header("authorization", None);
                 }
-                self.set_http_request_header(
-                    &c.credential.header,
-                    Some(c.credential.value.expose_secret()),
-                );
-                self.rewrite_allowed = c.rewrite.is_some()
-                    && rewrite::request_allows_rewrite(path.as_deref().unwrap_or("/"));
+                self.set_http_request_header(&c.credential.header, Some(c.credential.value.expose_secret()));
+                self.rewrite_allowed =
+                    c.rewrite.is_some() && rewrite::request_allows_rewrite(path.as_deref().unwrap_or("/"));
                 if self.rewrite_allowed {
                     // The rewrite works on plain JSON; tarballs are already gzip either way.
                     self.set_http_request_header("accept-encoding", Some("identity"));
@@ -221,23 +206,13 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        let (Some(compiled), Some(i), true) =
-            (self.compiled.clone(), self.connector, self.rewrite_allowed)
-        else {
+        let (Some(compiled), Some(i), true) = (self.compiled.clone(), self.connector, self.rewrite_allowed) else {
             return Action::Continue;
         };
-        let Some(rule) = compiled
-            .config
-            .connectors
-            .get(i)
-            .and_then(|c| c.rewrite.as_ref())
-        else {
+        let Some(rule) = compiled.config.connectors.get(i).and_then(|c| c.rewrite.as_ref()) else {
             return Action::Continue;
         };
-        let status = self
-            .get_http_response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = self.get_http_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let ct = self.get_http_response_header("content-type");
         let ce = self.get_http_response_header("content-encoding");
         match rewrite::eligibility(status, ct.as_deref(), ce.as_deref()) {

@@ -71,9 +71,7 @@ fn parse_credentials(value: &str) -> Option<String> {
         return Some(rest.to_owned());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()?;
+        let raw = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
         let text = String::from_utf8(raw).ok()?;
         // userinfo is `namespace/name:token`; the token is everything after the first ':'.
         let (_user, token) = text.split_once(':')?;

@@ -19,9 +19,7 @@ impl Run {
 }
 
 fn run(mut cmd: Command, what: &str) -> Run {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     Run {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -47,10 +45,7 @@ pub struct Npm {
 impl Npm {
     pub fn new(home: &Path, userconfig: &Path) -> Npm {
         std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("{e}"));
-        Npm {
-            home: home.to_owned(),
-            userconfig: userconfig.to_owned(),
-        }
+        Npm { home: home.to_owned(), userconfig: userconfig.to_owned() }
     }
 
     pub fn run(&self, dir: &Path, args: &[&str]) -> Run {
@@ -65,14 +60,7 @@ impl Npm {
             .arg(&global)
             .arg("--cache")
             .arg(self.home.join("npm-cache"))
-            .args([
-                "--no-audit",
-                "--no-fund",
-                "--fetch-retries",
-                "0",
-                "--loglevel",
-                "http",
-            ])
+            .args(["--no-audit", "--no-fund", "--fetch-retries", "0", "--loglevel", "http"])
             .args(args);
         run(cmd, "npm")
     }
@@ -87,10 +75,7 @@ impl Npm {
 
 /// yarn berry, pinned in tests/registry, run in a project whose `.yarnrc.yml` is given.
 pub fn yarn(home: &Path, project: &Path, args: &[&str]) -> Run {
-    let yarn_js = crate::tool(
-        "YARN_JS",
-        "tests/registry/node_modules/@yarnpkg/cli-dist/bin/yarn.js",
-    );
+    let yarn_js = crate::tool("YARN_JS", "tests/registry/node_modules/@yarnpkg/cli-dist/bin/yarn.js");
     let mut cmd = Command::new("node");
     clean(&mut cmd, home);
     cmd.current_dir(project)

@@ -19,13 +19,7 @@ pub fn binary() -> PathBuf {
 /// Starts Envoy on `config`, which listens on `port` with its admin API on `admin_socket`.
 /// `--use-dynamic-base-id` lets several Envoys share the host.
 /// `key` is the sealing key, given to Envoy's environment as the filter expects.
-pub fn start(
-    config: &Path,
-    log: PathBuf,
-    port: u16,
-    admin_socket: PathBuf,
-    key: Option<&str>,
-) -> Envoy {
+pub fn start(config: &Path, log: PathBuf, port: u16, admin_socket: PathBuf, key: Option<&str>) -> Envoy {
     let mut cmd = Command::new(binary());
     if let Some(k) = key {
         cmd.env(npm_connector_filter::seal::KEY_ENV, k);
@@ -42,11 +36,7 @@ pub fn start(
     ]);
     let mut daemon = Daemon::spawn("envoy", cmd, log);
     wait_for_port(&mut daemon, port, Duration::from_secs(30));
-    Envoy {
-        daemon,
-        port,
-        admin_socket,
-    }
+    Envoy { daemon, port, admin_socket }
 }
 
 impl Envoy {
@@ -58,11 +48,7 @@ impl Envoy {
             .arg(format!("http://admin{path}"))
             .output()
             .unwrap_or_else(|e| panic!("curl: {e}"));
-        assert!(
-            out.status.success(),
-            "admin {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "admin {path}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

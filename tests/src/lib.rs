@@ -19,9 +19,7 @@ pub fn root() -> PathBuf {
 
 /// A tool the Makefile installs; its absence is a set-up error, never a skipped test.
 pub fn tool(env_var: &str, default: &str) -> PathBuf {
-    let p = std::env::var_os(env_var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(default));
+    let p = std::env::var_os(env_var).map(PathBuf::from).unwrap_or_else(|| root().join(default));
     assert!(
         p.exists(),
         "{} not found at {}: run the tests through `make test` or `make e2e`, which install it",

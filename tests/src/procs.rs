@@ -18,9 +18,7 @@ impl Daemon {
         let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = out.try_clone().unwrap_or_else(|e| panic!("{e}"));
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Daemon { name, child, log }
     }
 
@@ -35,10 +33,7 @@ impl Daemon {
     /// Stops the process with SIGTERM, so it flushes its logs, and waits for it (SIGKILL
     /// after 10 s).
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -68,9 +63,7 @@ impl Drop for Daemon {
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    l.local_addr()
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+    l.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until something accepts connections on the port.
@@ -83,9 +76,5 @@ pub fn wait_for_port(d: &mut Daemon, port: u16, within: Duration) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "{} did not listen on {port} within {within:?}:\n{}",
-        d.name,
-        d.log_text()
-    );
+    panic!("{} did not listen on {port} within {within:?}:\n{}", d.name, d.log_text());
 }

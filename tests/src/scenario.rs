@@ -50,10 +50,7 @@ pub struct Env {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn random_secret(prefix: &str) -> String {
@@ -62,21 +59,13 @@ fn random_secret(prefix: &str) -> String {
 }
 
 /// The manifests of the scenario, as a user writes them.
-fn manifests(
-    registry_url: &str,
-    redirect_url: &str,
-    passwords: &[String],
-    redirect_credential: &str,
-) -> String {
+fn manifests(registry_url: &str, redirect_url: &str, passwords: &[String], redirect_credential: &str) -> String {
     let mut y = String::new();
     for (i, user) in USERS.iter().enumerate() {
         let (team, url) = if i == 0 {
             ("team-a", registry_url.to_owned())
         } else {
-            (
-                "team-b",
-                registry_url.replace(REGISTRY_HOST, REGISTRY2_HOST),
-            )
+            ("team-b", registry_url.replace(REGISTRY_HOST, REGISTRY2_HOST))
         };
         y += &format!(
             "kind: Secret\napiVersion: v1\nmetadata:\n  name: registry-{team}\n  namespace: {team}\n\
@@ -99,18 +88,11 @@ fn manifests(
 impl Env {
     /// Starts the registry and upstreams, renders for `mode` and starts Envoy.
     pub fn start(mode: Mode) -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("npm-connector-e2e-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::Builder::new().prefix("npm-connector-e2e-").tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path().to_owned();
         let pki = pki::make(&d, &[REGISTRY_HOST, REGISTRY2_HOST, "127.0.0.1"]);
         let passwords: Vec<String> = USERS.iter().map(|_| random_secret("pw-")).collect();
-        let users: Vec<(&str, &str)> = USERS
-            .iter()
-            .copied()
-            .zip(passwords.iter().map(String::as_str))
-            .collect();
+        let users: Vec<(&str, &str)> = USERS.iter().copied().zip(passwords.iter().map(String::as_str)).collect();
         let vdir = d.join("verdaccio");
         std::fs::create_dir_all(&vdir).unwrap_or_else(|e| panic!("{e}"));
         let registry = verdaccio::start(&vdir, &pki, REGISTRY_HOST, &users);
@@ -162,8 +144,8 @@ pub fn render_and_start(
     out: &str,
     token_expires_at: Option<u64>,
 ) -> (Envoy, BTreeMap<String, String>) {
-    let connectors = manifest::load(&[("connectors.yaml".into(), yaml.to_owned())], "default")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let connectors =
+        manifest::load(&[("connectors.yaml".into(), yaml.to_owned())], "default").unwrap_or_else(|e| panic!("{e}"));
     let out = dir.join(out);
     let port = free_port();
     let mut resolve: BTreeMap<String, IpAddr> = BTreeMap::new();
@@ -172,14 +154,9 @@ pub fn render_and_start(
     }
     let opts = Options {
         mode,
-        listen: format!("127.0.0.1:{port}")
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}")),
+        listen: format!("127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}")),
         public_url: None,
-        wasm: crate::tool(
-            "NPM_CONNECTOR_WASM",
-            "target/wasm32-wasip1/release/npm_connector_filter.wasm",
-        ),
+        wasm: crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
         admin_socket: out.join("admin.sock"),
         upstream_ca: Some(ca.to_owned()),
         resolve,
@@ -209,9 +186,6 @@ impl Entropy for Recording {
         let t = OsEntropy.token()?;
         self.0.push(t.expose_secret().to_owned());
         Ok(t)
-    }
-    fn nonce(&mut self) -> Result<[u8; 24], TokenError> {
-        OsEntropy.nonce()
     }
 }
 
@@ -253,17 +227,12 @@ impl Env {
     /// Writes a package to publish and returns its directory.
     pub fn package(&self, name: &str, version: &str, deps: &[(&str, &str)]) -> PathBuf {
         let dir = self.path(&format!("pkgs/{}-{version}", name.replace('/', "+")));
-        let deps: serde_json::Map<String, serde_json::Value> = deps
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect();
+        let deps: serde_json::Map<String, serde_json::Value> =
+            deps.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
         let pj = serde_json::json!({"name": name, "version": version, "main": "index.js", "dependencies": deps});
         std::fs::write(dir.join("package.json"), pj.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(
-            dir.join("index.js"),
-            format!("module.exports = {:?};\n", format!("{name}@{version}")),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("index.js"), format!("module.exports = {:?};\n", format!("{name}@{version}")))
+            .unwrap_or_else(|e| panic!("{e}"));
         dir
     }
 
@@ -272,18 +241,11 @@ impl Env {
     pub fn assert_nothing_leaked(&mut self) {
         // The admin API's dump shows the sealed form, never the credential or a token.
         let dump = self.envoy.admin("/config_dump");
-        assert!(
-            dump.contains(r#"\"credential\":{\"sealed\":"#),
-            "the dump shows the sealed credential"
-        );
+        assert!(dump.contains(r#"\"credential\":{\"sealed\":"#), "the dump shows the sealed credential");
         self.transcript.push(dump);
         self.envoy.daemon.terminate();
-        assert!(
-            self.envoy.daemon.log_text().contains("\" 200 "),
-            "the access log was read in full"
-        );
-        let mut haystacks: Vec<(String, String)> =
-            vec![("envoy log".into(), self.envoy.daemon.log_text())];
+        assert!(self.envoy.daemon.log_text().contains("\" 200 "), "the access log was read in full");
+        let mut haystacks: Vec<(String, String)> = vec![("envoy log".into(), self.envoy.daemon.log_text())];
         for (i, t) in self.transcript.iter().enumerate() {
             haystacks.push((format!("client run #{i}"), t.clone()));
         }
@@ -293,10 +255,7 @@ impl Env {
                 assert!(!text.contains(s.as_str()), "a secret leaked into {what}");
             }
             for t in &tokens {
-                assert!(
-                    !text.contains(t.as_str()),
-                    "a client token leaked into {what}"
-                );
+                assert!(!text.contains(t.as_str()), "a client token leaked into {what}");
             }
         }
     }

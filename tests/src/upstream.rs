@@ -21,10 +21,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -52,10 +49,8 @@ impl Upstream {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let seen2 = seen.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("{e}"));
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
                 let _ = addr_tx.send(listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
@@ -80,15 +75,8 @@ impl Upstream {
                 }
             });
         });
-        let addr = addr_rx
-            .recv()
-            .unwrap_or_else(|e| panic!("upstream did not start: {e}"));
-        Upstream {
-            addr,
-            seen,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        let addr = addr_rx.recv().unwrap_or_else(|e| panic!("upstream did not start: {e}"));
+        Upstream { addr, seen, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -96,30 +84,17 @@ impl Upstream {
     }
 }
 
-fn answer(
-    req: Request<Incoming>,
-    seen: Option<&Mutex<Vec<Seen>>>,
-    redirect: Option<&str>,
-) -> Response<Full<Bytes>> {
+fn answer(req: Request<Incoming>, seen: Option<&Mutex<Vec<Seen>>>, redirect: Option<&str>) -> Response<Full<Bytes>> {
     let Some(seen) = seen else {
         return Response::new(Full::new(Bytes::from_static(b"ok\n")));
     };
     let s = Seen {
         method: req.method().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
+        path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
     };
     let is_redirect = s.path.starts_with("/redirect");
@@ -130,8 +105,7 @@ fn answer(
     if let (true, Some(to)) = (is_redirect, redirect) {
         resp = resp.status(302).header("location", to);
     }
-    resp.body(Full::new(Bytes::from_static(b"recorded\n")))
-        .unwrap_or_else(|e| panic!("{e}"))
+    resp.body(Full::new(Bytes::from_static(b"recorded\n"))).unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Drop for Upstream {

@@ -21,26 +21,19 @@ pub struct Verdaccio {
 /// Starts Verdaccio on 127.0.0.1 with the given users. Passwords use htpasswd's `{SHA}` form:
 /// bcrypt would cost ~75 ms a request.
 pub fn start(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)]) -> Verdaccio {
-    let bin = crate::tool(
-        "VERDACCIO_BIN",
-        "tests/registry/node_modules/.bin/verdaccio",
-    );
+    let bin = crate::tool("VERDACCIO_BIN", "tests/registry/node_modules/.bin/verdaccio");
     let port = free_port();
     let htpasswd: String = users
         .iter()
         .map(|(u, p)| {
-            format!(
-                "{u}:{{SHA}}{}\n",
-                base64::engine::general_purpose::STANDARD.encode(Sha1::digest(p.as_bytes()))
-            )
+            format!("{u}:{{SHA}}{}\n", base64::engine::general_purpose::STANDARD.encode(Sha1::digest(p.as_bytes())))
         })
         .collect();
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"));
     };
     write("htpasswd", &htpasswd);
-    let access =
-        "    access: $authenticated\n    publish: $authenticated\n    unpublish: $authenticated\n";
+    let access = "    access: $authenticated\n    publish: $authenticated\n    unpublish: $authenticated\n";
     let config = format!(
         "storage: {storage}\nauth:\n  htpasswd:\n    file: {htpasswd}\n    max_users: -1\n\
          packages:\n  '@*/*':\n{access}  '**':\n{access}\
@@ -56,13 +49,8 @@ pub fn start(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)]) -> Verda
     let public_url = format!("https://{host}:{port}/");
     let mut cmd = Command::new("node");
     cmd.arg(&bin).arg("-c").arg(dir.join("config.yaml"));
-    cmd.env("VERDACCIO_PUBLIC_URL", &public_url)
-        .env("NODE_NO_WARNINGS", "1");
+    cmd.env("VERDACCIO_PUBLIC_URL", &public_url).env("NODE_NO_WARNINGS", "1");
     let mut daemon = Daemon::spawn("verdaccio", cmd, dir.join("verdaccio.log"));
     wait_for_port(&mut daemon, port, Duration::from_secs(60));
-    Verdaccio {
-        daemon,
-        port,
-        public_url,
-    }
+    Verdaccio { daemon, port, public_url }
 }

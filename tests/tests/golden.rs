@@ -5,41 +5,24 @@ use npm_connector_tests::{envoy, root, tool};
 
 #[test]
 fn checked_in_envoy_configs_validate() {
-    let wasm = tool(
-        "NPM_CONNECTOR_WASM",
-        "target/wasm32-wasip1/release/npm_connector_filter.wasm",
-    );
+    let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    for rel in [
-        "envoy/examples/forward/envoy.yaml",
-        "envoy/examples/gateway/envoy.yaml",
-        "envoy/docker/rendered/envoy.yaml",
-    ] {
-        let text =
-            std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        assert!(
-            text.contains("/etc/npm-connector/npm_connector_filter.wasm"),
-            "{rel}"
-        );
-        let local = text.replace(
-            "/etc/npm-connector/npm_connector_filter.wasm",
-            &wasm.display().to_string(),
-        );
+    for rel in
+        ["envoy/examples/forward/envoy.yaml", "envoy/examples/gateway/envoy.yaml", "envoy/docker/rendered/envoy.yaml"]
+    {
+        let text = std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert!(text.contains("/etc/npm-connector/npm_connector_filter.wasm"), "{rel}");
+        let local = text.replace("/etc/npm-connector/npm_connector_filter.wasm", &wasm.display().to_string());
         let path = dir.path().join(rel.replace('/', "_"));
         std::fs::write(&path, local).unwrap_or_else(|e| panic!("{e}"));
-        let key =
-            std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap_or_default();
+        let key = std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap_or_default();
         let out = std::process::Command::new(envoy::binary())
             .env("NPM_CONNECTOR_KEY", key.trim())
             .args(["--mode", "validate", "--log-level", "error", "-c"])
             .arg(&path)
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            out.status.success(),
-            "{rel}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{rel}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -47,34 +30,18 @@ fn checked_in_envoy_configs_validate() {
 /// logs the filter's reason and no secret.
 #[test]
 fn envoy_refuses_a_configuration_the_filter_rejects() {
-    let wasm = tool(
-        "NPM_CONNECTOR_WASM",
-        "target/wasm32-wasip1/release/npm_connector_filter.wasm",
-    );
+    let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let text = std::fs::read_to_string(root().join("envoy/examples/gateway/envoy.yaml"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let hash_at = text
-        .find(r#""sha256":""#)
-        .unwrap_or_else(|| panic!("no token hash in the golden config"))
-        + 10;
+    let text =
+        std::fs::read_to_string(root().join("envoy/examples/gateway/envoy.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let hash_at = text.find(r#""sha256":""#).unwrap_or_else(|| panic!("no token hash in the golden config")) + 10;
     let bad = format!("{}not-hex{}", &text[..hash_at], &text[hash_at + 64..])
-        .replace(
-            "/etc/npm-connector/npm_connector_filter.wasm",
-            &wasm.display().to_string(),
-        )
-        .replace(
-            "/run/npm-connector/admin.sock",
-            &dir.path().join("admin.sock").display().to_string(),
-        )
-        .replace(
-            "port_value: 10000",
-            &format!("port_value: {}", npm_connector_tests::procs::free_port()),
-        );
+        .replace("/etc/npm-connector/npm_connector_filter.wasm", &wasm.display().to_string())
+        .replace("/run/npm-connector/admin.sock", &dir.path().join("admin.sock").display().to_string())
+        .replace("port_value: 10000", &format!("port_value: {}", npm_connector_tests::procs::free_port()));
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, bad).unwrap_or_else(|e| panic!("{e}"));
-    let key =
-        std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap_or_default();
+    let key = std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap_or_default();
     let out = std::process::Command::new(envoy::binary())
         .env("NPM_CONNECTOR_KEY", key.trim())
         .args(["--use-dynamic-base-id", "--log-level", "info", "-c"])
@@ -82,10 +49,7 @@ fn envoy_refuses_a_configuration_the_filter_rejects() {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "Envoy must not start on a configuration the filter rejects"
-    );
+    assert!(!out.status.success(), "Envoy must not start on a configuration the filter rejects");
     assert!(
         log.contains("npm-connector: configuration rejected: connector default/npm-connector: tokens[0].sha256 must be 64 hex digits"),
         "{log}"

@@ -19,23 +19,9 @@ pub fn run(a: KeygenArgs) -> Result<()> {
         None => println!("{key}"),
         Some(path) => {
             let dir = path.parent().map(PathBuf::from).unwrap_or_default();
-            let name = path
-                .file_name()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("key"));
-            output::write(
-                &dir,
-                &[OutFile {
-                    path: name,
-                    contents: format!("{key}\n"),
-                    secret: true,
-                }],
-            )?;
-            eprintln!(
-                "wrote {}; give Envoy NPM_CONNECTOR_KEY=$(cat {})",
-                path.display(),
-                path.display()
-            );
+            let name = path.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("key"));
+            output::write(&dir, &[OutFile { path: name, contents: format!("{key}\n"), secret: true }])?;
+            eprintln!("wrote {}; give Envoy NPM_CONNECTOR_KEY=$(cat {})", path.display(), path.display());
         }
     }
     Ok(())

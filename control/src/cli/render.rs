@@ -63,9 +63,7 @@ pub struct RenderArgs {
 
 fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
     let (h, ip) = s.split_once('=').ok_or("expected HOST=IP")?;
-    let ip = ip
-        .parse()
-        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let ip = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
     Ok((h.to_ascii_lowercase(), ip))
 }
 
@@ -80,18 +78,14 @@ fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
     if local.exists() {
         return Some(local);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("envoy"))
-            .find(|p| p.is_file())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("envoy")).find(|p| p.is_file()))
 }
 
 pub fn run(a: RenderArgs) -> Result<()> {
     let mut sources = Vec::new();
     for f in &a.files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         sources.push((f.display().to_string(), text));
     }
     let connectors = manifest::load(&sources, &a.namespace)?;
@@ -103,9 +97,7 @@ pub fn run(a: RenderArgs) -> Result<()> {
         public_url: a.public_url,
         wasm: match a.wasm {
             Some(w) => w,
-            None => absolute(Path::new(
-                "target/wasm32-wasip1/release/npm_connector_filter.wasm",
-            ))?,
+            None => absolute(Path::new("target/wasm32-wasip1/release/npm_connector_filter.wasm"))?,
         },
         admin_socket: match a.admin_socket {
             Some(s) => s,
@@ -113,30 +105,19 @@ pub fn run(a: RenderArgs) -> Result<()> {
         },
         upstream_ca: a.upstream_ca.map(|p| absolute(&p)).transpose()?,
         resolve: a.resolve.into_iter().collect::<BTreeMap<_, _>>(),
-        unmatched: if a.unmatched == "deny" {
-            Unmatched::Deny
-        } else {
-            Unmatched::Passthrough
-        },
+        unmatched: if a.unmatched == "deny" { Unmatched::Deny } else { Unmatched::Passthrough },
         token_expires_at: a.token_ttl.map(|t| now + t),
         sealing: a.key.sealing()?,
     };
     let files = render::render(&connectors, &opts, &mut OsEntropy)?;
     output::write(&out, &files)?;
     for c in &connectors {
-        println!(
-            "rendered connector {} -> {}",
-            c.id(),
-            out.join(&c.namespace).join(&c.name).display()
-        );
+        println!("rendered connector {} -> {}", c.id(), out.join(&c.namespace).join(&c.name).display());
     }
     let envoy_yaml = out.join("envoy.yaml");
     println!("rendered Envoy bootstrap -> {}", envoy_yaml.display());
     if !opts.wasm.exists() {
-        println!(
-            "note: {} does not exist yet; build the filter (make wasm) or pass --wasm",
-            opts.wasm.display()
-        );
+        println!("note: {} does not exist yet; build the filter (make wasm) or pass --wasm", opts.wasm.display());
     }
     if a.no_validate {
         return Ok(());
@@ -156,11 +137,7 @@ pub fn run(a: RenderArgs) -> Result<()> {
                 .with_context(|| format!("cannot run {}", envoy.display()))?;
             if !res.status.success() {
                 // Envoy may quote the configuration it rejects: never print the credential.
-                let said = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&res.stdout),
-                    String::from_utf8_lossy(&res.stderr)
-                );
+                let said = format!("{}{}", String::from_utf8_lossy(&res.stdout), String::from_utf8_lossy(&res.stderr));
                 bail!(
                     "Envoy ({}) rejected {}:\n{}",
                     envoy.display(),

@@ -24,10 +24,7 @@ fn seed_manifest_is_accepted_unchanged() {
     assert_eq!(cs.len(), 1);
     let c = &cs[0];
     assert_eq!(c.id(), "ci/npm-connector");
-    assert_eq!(
-        c.address.as_str(),
-        "https://nexus.example.com/repository/npm/"
-    );
+    assert_eq!(c.address.as_str(), "https://nexus.example.com/repository/npm/");
     match &c.credential {
         Credential::Basic { username, password } => {
             assert_eq!(username, "your-registry-username");
@@ -35,10 +32,7 @@ fn seed_manifest_is_accepted_unchanged() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        !format!("{cs:?}").contains("your-registry-password"),
-        "Debug redacts"
-    );
+    assert!(!format!("{cs:?}").contains("your-registry-password"), "Debug redacts");
 }
 
 fn token_manifest(secret_body: &str, annotations: &str) -> String {
@@ -53,16 +47,13 @@ fn token_manifest(secret_body: &str, annotations: &str) -> String {
 #[test]
 fn bearer_tokens_from_data_or_string_data_and_header_annotation() {
     let cs = load1(&token_manifest("data:\n  token: Z2xwYXQteHl6", "")).unwrap();
-    assert!(
-        matches!(&cs[0].credential, Credential::Bearer { token } if token.expose_secret() == "glpat-xyz")
-    );
+    assert!(matches!(&cs[0].credential, Credential::Bearer { token } if token.expose_secret() == "glpat-xyz"));
     let ann = format!("  annotations:\n    {AUTH_HEADER_ANNOTATION}: Private-Token\n");
     let cs = load1(&token_manifest("stringData:\n  token: glpat-abc", &ann)).unwrap();
     match &cs[0].credential {
-        Credential::Header { name, value } => assert_eq!(
-            (name.as_str(), value.expose_secret()),
-            ("Private-Token", "glpat-abc")
-        ),
+        Credential::Header { name, value } => {
+            assert_eq!((name.as_str(), value.expose_secret()), ("Private-Token", "glpat-abc"))
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(cs[0].namespace, "gl");
@@ -77,28 +68,15 @@ fn other_connector_classes_are_skipped() {
 #[test]
 fn errors_name_file_document_and_field() {
     let cases: &[(&str, usize, &str, &str)] = &[
-        (
-            "kind: Deployment\nmetadata: {name: x}\n",
-            1,
-            "kind",
-            "not supported",
-        ),
+        ("kind: Deployment\nmetadata: {name: x}\n", 1, "kind", "not supported"),
         ("metadata: {name: x}\n", 1, "kind", "missing"),
         (
-            &SEED.replace(
-                "connectorClassName: npm",
-                "connectorClassName: npm\n  adress: x",
-            ),
+            &SEED.replace("connectorClassName: npm", "connectorClassName: npm\n  adress: x"),
             2,
             "spec.adress",
             "unknown field `adress`",
         ),
-        (
-            &SEED.replace("https://nexus.example.com/repository/npm", "ftp://x/"),
-            2,
-            "spec.address",
-            "http or https",
-        ),
+        (&SEED.replace("https://nexus.example.com/repository/npm", "ftp://x/"), 2, "spec.address", "http or https"),
         (
             &SEED.replace("https://nexus.example.com/repository/npm", "https://u:p@x/"),
             2,
@@ -106,53 +84,21 @@ fn errors_name_file_document_and_field() {
             "must not carry credentials",
         ),
         (
-            &SEED.replace(
-                "secretRef:\n      name: npm-registry-secret",
-                "secretRef:\n      name: other",
-            ),
+            &SEED.replace("secretRef:\n      name: npm-registry-secret", "secretRef:\n      name: other"),
             2,
             "spec.auth.secretRef.name",
             "no Secret ci/other",
         ),
-        (
-            &SEED.replace("name: basicAuth", "name: oauth"),
-            2,
-            "spec.auth.name",
-            "basicAuth or bearerToken",
-        ),
-        (
-            &SEED.replace("  username: your-registry-username\n", ""),
-            1,
-            "stringData.username",
-            "missing",
-        ),
-        (
-            &SEED.replace("type: kubernetes.io/basic-auth", "type: kubernetes.io/tls"),
-            1,
-            "type",
-            "basic-auth",
-        ),
-        (
-            &SEED.replace("name: npm-connector\n", "name: NPM_Connector\n"),
-            2,
-            "metadata.name",
-            "Kubernetes name",
-        ),
-        (
-            "kind: Secret\nmetadata: {name: s}\ndata: {password: '!!!'}\n",
-            1,
-            "data.password",
-            "not valid base64",
-        ),
+        (&SEED.replace("name: basicAuth", "name: oauth"), 2, "spec.auth.name", "basicAuth or bearerToken"),
+        (&SEED.replace("  username: your-registry-username\n", ""), 1, "stringData.username", "missing"),
+        (&SEED.replace("type: kubernetes.io/basic-auth", "type: kubernetes.io/tls"), 1, "type", "basic-auth"),
+        (&SEED.replace("name: npm-connector\n", "name: NPM_Connector\n"), 2, "metadata.name", "Kubernetes name"),
+        ("kind: Secret\nmetadata: {name: s}\ndata: {password: '!!!'}\n", 1, "data.password", "not valid base64"),
         ("kind: [unclosed\n", 1, "document", "not valid YAML"),
     ];
     for (text, doc, field, msg) in cases {
         let e = err_of(text);
-        assert_eq!(
-            (e.file.as_str(), e.doc, e.field.as_str()),
-            ("c.yaml", *doc, *field),
-            "{e}"
-        );
+        assert_eq!((e.file.as_str(), e.doc, e.field.as_str()), ("c.yaml", *doc, *field), "{e}");
         assert!(e.message.contains(msg), "{e} should say {msg:?}");
     }
 }
@@ -168,10 +114,7 @@ fn wrongly_typed_secret_values_are_not_echoed() {
 
 #[test]
 fn duplicates_are_refused() {
-    let two = format!(
-        "{SEED}\n---\n{}",
-        SEED.split("---").nth(1).unwrap_or_default()
-    );
+    let two = format!("{SEED}\n---\n{}", SEED.split("---").nth(1).unwrap_or_default());
     let e = err_of(&two);
     assert!(e.message.contains("defined twice"), "{e}");
 }

@@ -18,13 +18,7 @@ fn nerf_dart(u: &url::Url) -> String {
 /// `http://<ns>%2F<name>:<token>@<proxy>/`: npm and yarn URL-decode the userinfo, so the filter
 /// sees `ns/name:token` in `Proxy-Authorization: Basic`.
 fn proxy_url(c: &Connector, public: &url::Url, token: &SecretString) -> String {
-    format!(
-        "http://{}%2F{}:{}@{}/",
-        c.namespace,
-        c.name,
-        token.expose_secret(),
-        authority(public)
-    )
+    format!("http://{}%2F{}:{}@{}/", c.namespace, c.name, token.expose_secret(), authority(public))
 }
 
 fn header(c: &Connector, opts: &Options, comment: &str) -> String {
@@ -51,11 +45,7 @@ pub(crate) fn npmrc(
     if opts.mode == Mode::Forward {
         s += &format!("proxy={}\n", proxy_url(c, public, token));
     }
-    s += &format!(
-        "{}:_authToken={}\n",
-        nerf_dart(registry),
-        token.expose_secret()
-    );
+    s += &format!("{}:_authToken={}\n", nerf_dart(registry), token.expose_secret());
     s
 }
 
@@ -75,9 +65,6 @@ pub(crate) fn yarnrc(
         s += &format!("httpProxy: {}\n", q(&proxy_url(c, public, token)));
     }
     // Yarn refuses plain-http registries unless listed; the http leg only reaches the proxy.
-    s += &format!(
-        "unsafeHttpWhitelist:\n  - {}\n",
-        q(registry.host_str().unwrap_or_default())
-    );
+    s += &format!("unsafeHttpWhitelist:\n  - {}\n", q(registry.host_str().unwrap_or_default()));
     s
 }

@@ -41,9 +41,7 @@ impl Upstream {
 fn cluster(up: &Upstream, opts: &Options) -> Value {
     let name = up.cluster_name();
     let pinned = opts.resolve.get(&up.host);
-    let address = pinned
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| up.host.clone());
+    let address = pinned.map(|ip| ip.to_string()).unwrap_or_else(|| up.host.clone());
     let mut c = json!({
         "name": name,
         "type": if pinned.is_some() || up.host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "LOGICAL_DNS" },
@@ -55,16 +53,8 @@ fn cluster(up: &Upstream, opts: &Options) -> Value {
         c["dns_lookup_family"] = json!("V4_PREFERRED");
     }
     if up.tls {
-        let ca = opts
-            .upstream_ca
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| SYSTEM_CA.to_owned());
-        let san_type = if up.host.parse::<std::net::IpAddr>().is_ok() {
-            "IP_ADDRESS"
-        } else {
-            "DNS"
-        };
+        let ca = opts.upstream_ca.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| SYSTEM_CA.to_owned());
+        let san_type = if up.host.parse::<std::net::IpAddr>().is_ok() { "IP_ADDRESS" } else { "DNS" };
         // Verify the registry's certificate chain *and* that it names the registry host.
         c["transport_socket"] = json!({
             "name": "envoy.transport_sockets.tls",
@@ -103,10 +93,7 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Val
             // One virtual host per registry authority; Envoy matches `host` and `host:port`.
             let mut by_up: BTreeMap<Upstream, Vec<String>> = BTreeMap::new();
             for p in planned {
-                by_up
-                    .entry(Upstream::of(&p.connector.address))
-                    .or_default()
-                    .push(p.connector.id());
+                by_up.entry(Upstream::of(&p.connector.address)).or_default().push(p.connector.id());
             }
             let mut vhosts: Vec<Value> = by_up
                 .iter()
@@ -279,30 +266,16 @@ pub fn resources(
     let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
     let mut res = Resources::default();
     let outer_filter = filter::config(connectors, opts, forward)?;
-    let mut http_filters = vec![filter_entry(
-        "npm_connector",
-        &outer_filter,
-        opts,
-        source,
-        &mut res.extension_configs,
-    )];
+    let mut http_filters = vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs)];
     if passthrough {
         http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
             "dns_cache_config": dns_cache()}}));
     }
     http_filters.push(router());
-    let mut outer = hcm(
-        "npm_connector",
-        virtual_hosts(planned, opts, Side::Outer),
-        http_filters,
-    );
+    let mut outer = hcm("npm_connector", virtual_hosts(planned, opts, Side::Outer), http_filters);
     let listen = opts.listen;
-    let listener_name = if forward {
-        "npm_connector_forward"
-    } else {
-        "npm_connector_gateway"
-    };
+    let listener_name = if forward { "npm_connector_forward" } else { "npm_connector_gateway" };
     if forward {
         // A forward proxy receives absolute URLs (`GET http://registry/...`) and CONNECT.
         outer["typed_config"]["http_protocol_options"] = json!({"allow_absolute_url": true});
@@ -316,27 +289,15 @@ pub fn resources(
     if forward {
         let tunnel_filter = filter::config(connectors, opts, false)?;
         let inner_filters = vec![
-            filter_entry(
-                "npm_connector_tunnel",
-                &tunnel_filter,
-                opts,
-                source,
-                &mut res.extension_configs,
-            ),
+            filter_entry("npm_connector_tunnel", &tunnel_filter, opts, source, &mut res.extension_configs),
             router(),
         ];
-        let inner = hcm(
-            "npm_connector_tunnel",
-            virtual_hosts(planned, opts, Side::Tunnel),
-            inner_filters,
-        );
-        res.listeners.push(json!({"name": TUNNEL_LISTENER, "internal_listener": {}, "filter_chains": [{"filters": [inner]}]}));
+        let inner = hcm("npm_connector_tunnel", virtual_hosts(planned, opts, Side::Tunnel), inner_filters);
+        res.listeners
+            .push(json!({"name": TUNNEL_LISTENER, "internal_listener": {}, "filter_chains": [{"filters": [inner]}]}));
     }
 
-    let mut ups: Vec<Upstream> = planned
-        .iter()
-        .map(|p| Upstream::of(&p.connector.address))
-        .collect();
+    let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
     ups.sort();
     ups.dedup();
     res.clusters.extend(ups.iter().map(|u| cluster(u, opts)));
@@ -378,16 +339,9 @@ pub(crate) fn to_yaml(doc: &Value, header: &str) -> Result<String, RenderError> 
 }
 
 /// A static bootstrap: everything inline.
-pub(crate) fn bootstrap(
-    planned: &[Planned<'_>],
-    opts: &Options,
-    connectors: &[Value],
-) -> Result<String, RenderError> {
+pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options, connectors: &[Value]) -> Result<String, RenderError> {
     let res = resources(planned, opts, connectors, &ConfigSource::Static)?;
     let mut doc = bootstrap_base(opts, "npm-connector");
     doc["static_resources"] = json!({"listeners": res.listeners, "clusters": res.clusters});
-    to_yaml(
-        &doc,
-        "# Rendered by npm-connector render. Holds the sealed registry credential: keep it 0600.",
-    )
+    to_yaml(&doc, "# Rendered by npm-connector render. Holds the sealed registry credential: keep it 0600.")
 }

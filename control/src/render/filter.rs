@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 
 use super::{Mode, Options, Planned, RenderError, Sealing};
 use crate::manifest::Credential;
-use crate::token::Entropy;
 
 fn plain_credential(c: &Credential) -> Value {
     match c {
@@ -22,19 +21,12 @@ fn plain_credential(c: &Credential) -> Value {
 
 /// The credential as the filter configuration carries it: sealed for the connector, unless
 /// plaintext was asked for.
-fn credential(
-    id: &str,
-    c: &Credential,
-    sealing: &Sealing,
-    entropy: &mut dyn Entropy,
-) -> Result<Value, RenderError> {
+fn credential(id: &str, c: &Credential, sealing: &Sealing) -> Result<Value, RenderError> {
     let plain = plain_credential(c);
     match sealing {
         Sealing::Plaintext => Ok(plain),
         Sealing::Key(key) => {
-            let sealed = key
-                .seal(id, plain.to_string().as_bytes(), entropy.nonce()?)
-                .map_err(|_| RenderError::Seal(id.to_owned()))?;
+            let sealed = key.seal(id, plain.to_string().as_bytes()).map_err(|_| RenderError::Seal(id.to_owned()))?;
             Ok(json!({ "sealed": sealed }))
         }
     }
@@ -50,11 +42,7 @@ pub(crate) fn authority(u: &url::Url) -> String {
 }
 
 /// The filter's connector entries, credentials sealed; rendered once, shared by every listener.
-pub(crate) fn connectors(
-    planned: &[Planned<'_>],
-    opts: &Options,
-    entropy: &mut dyn Entropy,
-) -> Result<Vec<Value>, RenderError> {
+pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<Value>, RenderError> {
     planned
         .iter()
         .map(|p| {
@@ -68,7 +56,7 @@ pub(crate) fn connectors(
                 "name": c.id(),
                 "hosts": hosts,
                 "path_prefix": prefix,
-                "credential": credential(&c.id(), &c.credential, &opts.sealing, entropy)?,
+                "credential": credential(&c.id(), &c.credential, &opts.sealing)?,
                 "tokens": p.accepted.iter().map(|a| match a.expires_at {
                     Some(exp) => json!({"sha256": a.sha256, "expires_at": exp}),
                     None => json!({"sha256": a.sha256}),
@@ -76,8 +64,7 @@ pub(crate) fn connectors(
             });
             // Tarball URLs on the registry's own URL must come back through the proxy.
             if c.address.as_str() != p.client_registry.as_str() {
-                v["rewrite"] =
-                    json!({"upstream": c.address.as_str(), "client": p.client_registry.as_str()});
+                v["rewrite"] = json!({"upstream": c.address.as_str(), "client": p.client_registry.as_str()});
             }
             Ok(v)
         })
@@ -87,11 +74,7 @@ pub(crate) fn connectors(
 /// The filter configuration of one listener; `proxy_listener`: clients reach it as an HTTP
 /// proxy, so a missing token gets 407. Checked with the filter's own validator (which opens
 /// the sealed credentials with the same key).
-pub(crate) fn config(
-    connectors: &[Value],
-    opts: &Options,
-    proxy_listener: bool,
-) -> Result<String, RenderError> {
+pub(crate) fn config(connectors: &[Value], opts: &Options, proxy_listener: bool) -> Result<String, RenderError> {
     let cfg = json!({
         "unmatched": opts.unmatched,
         "proxy_listener": proxy_listener,

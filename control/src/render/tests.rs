@@ -13,15 +13,12 @@ const FIXED_TOKEN: &str = "npmc_GOLDEN-fixture-token-not-a-secret-000000000";
 /// (`envoy/examples/example.key`).
 const EXAMPLE_KEY: [u8; 32] = [0x42; 32];
 
-/// Fixed randomness, so rendered files are reproducible.
+/// Fixed tokens, so rendered files are reproducible.
 struct Fixed;
 
 impl crate::token::Entropy for Fixed {
     fn token(&mut self) -> Result<SecretString, crate::token::TokenError> {
         Ok(SecretString::from(FIXED_TOKEN.to_owned()))
-    }
-    fn nonce(&mut self) -> Result<[u8; 24], crate::token::TokenError> {
-        Ok([0x24; 24])
     }
 }
 
@@ -54,11 +51,7 @@ fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile> {
 }
 
 fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
-    files
-        .iter()
-        .find(|f| f.path == Path::new(path))
-        .map(|f| f.contents.as_str())
-        .unwrap_or_else(|| panic!("no {path}"))
+    files.iter().find(|f| f.path == Path::new(path)).map(|f| f.contents.as_str()).unwrap_or_else(|| panic!("no {path}"))
 }
 
 #[test]
@@ -67,30 +60,15 @@ fn token_only_in_client_files_and_credential_only_in_envoy() {
     for mode in [Mode::Forward, Mode::Gateway] {
         let files = render_fixed(&cs, &opts(mode));
         let envoy = file(&files, "envoy.yaml");
-        assert!(
-            envoy.contains(r#""credential":{"sealed":""#),
-            "sealed by default"
-        );
+        assert!(envoy.contains(r#""credential":{"sealed":""#), "sealed by default");
         assert!(!envoy.contains("your-registry-password"));
         assert!(envoy.contains("host_env_keys") && envoy.contains("NPM_CONNECTOR_KEY"));
-        assert!(
-            !envoy.contains(&Key::from_bytes(EXAMPLE_KEY).to_base64()),
-            "never the key"
-        );
-        assert!(
-            !envoy.contains(FIXED_TOKEN),
-            "the token itself never reaches Envoy"
-        );
-        assert!(envoy.contains(&crate::token::hash(&SecretString::from(
-            FIXED_TOKEN.to_owned()
-        ))));
+        assert!(!envoy.contains(&Key::from_bytes(EXAMPLE_KEY).to_base64()), "never the key");
+        assert!(!envoy.contains(FIXED_TOKEN), "the token itself never reaches Envoy");
+        assert!(envoy.contains(&crate::token::hash(&SecretString::from(FIXED_TOKEN.to_owned()))));
         for f in files.iter().filter(|f| f.path != Path::new("envoy.yaml")) {
             assert!(f.contents.contains(FIXED_TOKEN), "{:?}", f.path);
-            assert!(
-                !f.contents.contains("your-registry-password"),
-                "{:?}",
-                f.path
-            );
+            assert!(!f.contents.contains("your-registry-password"), "{:?}", f.path);
             assert!(f.secret, "client files hold a token: 0600");
         }
         for f in &files {
@@ -103,28 +81,15 @@ fn token_only_in_client_files_and_credential_only_in_envoy() {
 fn forward_clients_keep_the_registry_host_and_use_the_proxy() {
     let files = render_fixed(&load("examples/connectors.yaml"), &opts(Mode::Forward));
     let npmrc = file(&files, "default/npm-connector/.npmrc");
+    assert!(npmrc.contains("\nregistry=http://nexus.example.com/repository/npm/\n"), "{npmrc}");
     assert!(
-        npmrc.contains("\nregistry=http://nexus.example.com/repository/npm/\n"),
+        npmrc.contains(&format!("\nproxy=http://default%2Fnpm-connector:{FIXED_TOKEN}@127.0.0.1:10000/\n")),
         "{npmrc}"
     );
-    assert!(
-        npmrc.contains(&format!(
-            "\nproxy=http://default%2Fnpm-connector:{FIXED_TOKEN}@127.0.0.1:10000/\n"
-        )),
-        "{npmrc}"
-    );
-    assert!(
-        npmrc.contains(&format!(
-            "\n//nexus.example.com/repository/npm/:_authToken={FIXED_TOKEN}\n"
-        )),
-        "{npmrc}"
-    );
+    assert!(npmrc.contains(&format!("\n//nexus.example.com/repository/npm/:_authToken={FIXED_TOKEN}\n")), "{npmrc}");
     let yarnrc = file(&files, "default/npm-connector/.yarnrc.yml");
     assert!(yarnrc.contains("npmAlwaysAuth: true"), "{yarnrc}");
-    assert!(
-        yarnrc.contains("httpProxy: \"http://default%2Fnpm-connector:"),
-        "{yarnrc}"
-    );
+    assert!(yarnrc.contains("httpProxy: \"http://default%2Fnpm-connector:"), "{yarnrc}");
 }
 
 #[test]
@@ -133,35 +98,19 @@ fn gateway_clients_use_a_path_on_the_proxy() {
     o.public_url = Some("http://npm-connector.build.svc:8080/".parse().unwrap());
     let files = render_fixed(&load("examples/connectors.yaml"), &o);
     let npmrc = file(&files, "default/npm-connector/.npmrc");
-    assert!(
-        npmrc.contains("\nregistry=http://npm-connector.build.svc:8080/default/npm-connector/\n"),
-        "{npmrc}"
-    );
+    assert!(npmrc.contains("\nregistry=http://npm-connector.build.svc:8080/default/npm-connector/\n"), "{npmrc}");
     assert!(!npmrc.contains("proxy="), "{npmrc}");
     let envoy = file(&files, "envoy.yaml");
-    assert!(
-        envoy.contains("prefix_rewrite: /repository/npm/"),
-        "{envoy}"
-    );
-    assert!(
-        envoy.contains("host_rewrite_literal: nexus.example.com"),
-        "{envoy}"
-    );
-    assert!(
-        envoy.contains(r#""client":"http://npm-connector.build.svc:8080/default/npm-connector/""#),
-        "{envoy}"
-    );
+    assert!(envoy.contains("prefix_rewrite: /repository/npm/"), "{envoy}");
+    assert!(envoy.contains("host_rewrite_literal: nexus.example.com"), "{envoy}");
+    assert!(envoy.contains(r#""client":"http://npm-connector.build.svc:8080/default/npm-connector/""#), "{envoy}");
 }
 
 #[test]
 fn https_upstreams_verify_chain_and_san() {
     let mut o = opts(Mode::Forward);
     o.upstream_ca = Some("/etc/ca.pem".into());
-    let envoy = file(
-        &render_fixed(&load("examples/connectors.yaml"), &o),
-        "envoy.yaml",
-    )
-    .to_owned();
+    let envoy = file(&render_fixed(&load("examples/connectors.yaml"), &o), "envoy.yaml").to_owned();
     for want in [
         "sni: nexus.example.com",
         "filename: /etc/ca.pem",
@@ -171,10 +120,7 @@ fn https_upstreams_verify_chain_and_san() {
     ] {
         assert!(envoy.contains(want), "{want}");
     }
-    assert!(
-        envoy.contains("pipe:") && !envoy.contains("port_value: 9901"),
-        "admin on a unix socket"
-    );
+    assert!(envoy.contains("pipe:") && !envoy.contains("port_value: 9901"), "admin on a unix socket");
     assert!(envoy.contains("normalize_path: true") && envoy.contains("KEEP_UNCHANGED"));
 }
 
@@ -182,11 +128,7 @@ fn https_upstreams_verify_chain_and_san() {
 fn deny_mode_has_no_open_forward_proxy() {
     let mut o = opts(Mode::Forward);
     o.unmatched = Unmatched::Deny;
-    let envoy = file(
-        &render_fixed(&load("examples/connectors.yaml"), &o),
-        "envoy.yaml",
-    )
-    .to_owned();
+    let envoy = file(&render_fixed(&load("examples/connectors.yaml"), &o), "envoy.yaml").to_owned();
     assert!(!envoy.contains("dynamic_forward_proxy"));
     assert!(envoy.contains(r#""unmatched":"deny""#));
 }
@@ -198,21 +140,9 @@ fn golden_sets() -> Vec<(&'static str, Options, &'static str)> {
     docker.public_url = Some("http://envoy:10000/".parse().unwrap());
     docker.admin_socket = "/tmp/envoy-admin.sock".into();
     vec![
-        (
-            "examples/connectors.yaml",
-            opts(Mode::Forward),
-            "envoy/examples/forward",
-        ),
-        (
-            "examples/connectors.yaml",
-            opts(Mode::Gateway),
-            "envoy/examples/gateway",
-        ),
-        (
-            "envoy/docker/connectors.yaml",
-            docker,
-            "envoy/docker/rendered",
-        ),
+        ("examples/connectors.yaml", opts(Mode::Forward), "envoy/examples/forward"),
+        ("examples/connectors.yaml", opts(Mode::Gateway), "envoy/examples/gateway"),
+        ("envoy/docker/connectors.yaml", docker, "envoy/docker/rendered"),
     ]
 }
 
@@ -228,11 +158,7 @@ fn golden_files_match_the_renderer() {
                 std::fs::write(&path, &f.contents).unwrap();
             }
             let have = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                have == f.contents,
-                "{} is stale: run `make golden`",
-                path.display()
-            );
+            assert!(have == f.contents, "{} is stale: run `make golden`", path.display());
         }
     }
 }
@@ -241,31 +167,20 @@ fn golden_files_match_the_renderer() {
 fn unicode_registry_hosts_are_rendered_as_punycode() {
     let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml"))
         .unwrap()
-        .replace(
-            "https://nexus.example.com/repository/npm",
-            "https://bücher.example/npm",
-        );
+        .replace("https://nexus.example.com/repository/npm", "https://bücher.example/npm");
     let cs = manifest::load(&[("u.yaml".into(), yaml)], "default").unwrap();
     let files = render_fixed(&cs, &opts(Mode::Forward));
     let envoy = file(&files, "envoy.yaml");
-    assert!(
-        envoy.contains(r#""hosts":["xn--bcher-kva.example"]"#),
-        "{envoy}"
-    );
+    assert!(envoy.contains(r#""hosts":["xn--bcher-kva.example"]"#), "{envoy}");
     assert!(envoy.contains("sni: xn--bcher-kva.example"));
-    assert!(file(&files, "default/npm-connector/.npmrc")
-        .contains("registry=http://xn--bcher-kva.example/npm/"));
+    assert!(file(&files, "default/npm-connector/.npmrc").contains("registry=http://xn--bcher-kva.example/npm/"));
 }
 
 #[test]
 fn plaintext_only_when_asked() {
     let mut o = opts(Mode::Gateway);
     o.sealing = Sealing::Plaintext;
-    let envoy = file(
-        &render_fixed(&load("examples/connectors.yaml"), &o),
-        "envoy.yaml",
-    )
-    .to_owned();
+    let envoy = file(&render_fixed(&load("examples/connectors.yaml"), &o), "envoy.yaml").to_owned();
     assert!(envoy.contains(r#""password":"your-registry-password""#));
 }
 

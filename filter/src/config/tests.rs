@@ -31,10 +31,7 @@ fn minimal_config_gets_defaults() {
     assert!(!c.proxy_listener);
     assert_eq!(c.connectors[0].prefix.as_str(), "/");
     assert_eq!(c.connectors[0].credential.header, "authorization");
-    assert_eq!(
-        c.connectors[0].credential.value.expose_secret(),
-        "Basic Y2k6aHVudGVyMg=="
-    );
+    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Basic Y2k6aHVudGVyMg==");
 }
 
 #[test]
@@ -42,12 +39,8 @@ fn credential_kinds_render_their_header() {
     let mut v = base();
     v["connectors"][0]["credential"] = json!({"bearer": {"token": "glpat-x"}});
     let c = parse(&v).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        c.connectors[0].credential.value.expose_secret(),
-        "Bearer glpat-x"
-    );
-    v["connectors"][0]["credential"] =
-        json!({"header": {"name": "Private-Token", "value": "glpat-y"}});
+    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Bearer glpat-x");
+    v["connectors"][0]["credential"] = json!({"header": {"name": "Private-Token", "value": "glpat-y"}});
     let c = parse(&v).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.connectors[0].credential.header, "private-token");
     assert_eq!(c.connectors[0].credential.value.expose_secret(), "glpat-y");
@@ -58,52 +51,23 @@ fn invalid_configs_say_what_is_wrong() {
     type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|v| v["extra"] = json!(1)), "unknown field `extra`"),
-        (
-            Box::new(|v| v["connectors"][0]["hostz"] = json!([])),
-            "unknown field `hostz`",
-        ),
+        (Box::new(|v| v["connectors"][0]["hostz"] = json!([])), "unknown field `hostz`"),
         (Box::new(|v| v["connectors"] = json!([])), "no connectors"),
+        (Box::new(|v| v["connectors"][0]["name"] = json!("nonamespace")), "must be namespace/name"),
+        (Box::new(|v| v["connectors"][0]["hosts"] = json!([])), "hosts must not be empty"),
+        (Box::new(|v| v["connectors"][0]["hosts"] = json!(["a*b.com"])), "'*' may only be"),
+        (Box::new(|v| v["connectors"][0]["path_prefix"] = json!("/a/../b")), "path_prefix"),
+        (Box::new(|v| v["connectors"][0]["tokens"] = json!([{"sha256": "abc"}])), "tokens[0].sha256"),
         (
-            Box::new(|v| v["connectors"][0]["name"] = json!("nonamespace")),
-            "must be namespace/name",
-        ),
-        (
-            Box::new(|v| v["connectors"][0]["hosts"] = json!([])),
-            "hosts must not be empty",
-        ),
-        (
-            Box::new(|v| v["connectors"][0]["hosts"] = json!(["a*b.com"])),
-            "'*' may only be",
-        ),
-        (
-            Box::new(|v| v["connectors"][0]["path_prefix"] = json!("/a/../b")),
-            "path_prefix",
-        ),
-        (
-            Box::new(|v| v["connectors"][0]["tokens"] = json!([{"sha256": "abc"}])),
-            "tokens[0].sha256",
-        ),
-        (
-            Box::new(|v| {
-                v["connectors"][0]["credential"] =
-                    json!({"header": {"name": "bad name", "value": "x"}})
-            }),
+            Box::new(|v| v["connectors"][0]["credential"] = json!({"header": {"name": "bad name", "value": "x"}})),
             "not a valid HTTP header name",
         ),
+        (Box::new(|v| v["connectors"][0]["credential"] = json!({"bearer": {"token": "a\nb"}})), "control characters"),
         (
-            Box::new(|v| v["connectors"][0]["credential"] = json!({"bearer": {"token": "a\nb"}})),
-            "control characters",
-        ),
-        (
-            Box::new(|v| {
-                v["connectors"][0]["rewrite"] = json!({"upstream": "https://x/", "client": "nope"})
-            }),
+            Box::new(|v| v["connectors"][0]["rewrite"] = json!({"upstream": "https://x/", "client": "nope"})),
             "rewrite.client",
         ),
-        (
-            Box::new(|v| v["unmatched"] = json!("maybe")),
-            "unknown variant `maybe`",
-        ),
+        (Box::new(|v| v["unmatched"] = json!("maybe")), "unknown variant `maybe`"),
         (
             Box::new(|v| {
                 let c = v["connectors"][0].clone();
@@ -127,10 +91,7 @@ fn invalid_configs_say_what_is_wrong() {
         mutate(&mut v);
         match parse(&v) {
             Ok(_) => panic!("accepted {v}"),
-            Err(e) => assert!(
-                e.to_string().contains(want),
-                "error {e:?} should contain {want:?}"
-            ),
+            Err(e) => assert!(e.to_string().contains(want), "error {e:?} should contain {want:?}"),
         }
     }
 }
@@ -150,19 +111,13 @@ fn errors_and_debug_never_echo_secrets() {
     // Debug of a whole valid config.
     let c = parse(&base()).unwrap_or_else(|e| panic!("{e}"));
     let d = format!("{c:?}");
-    assert!(
-        !d.contains("hunter2") && !d.contains("Y2k6aHVudGVyMg"),
-        "{d}"
-    );
+    assert!(!d.contains("hunter2") && !d.contains("Y2k6aHVudGVyMg"), "{d}");
     assert!(d.contains("redacted"));
 }
 
 #[test]
 fn malformed_json_reports_position() {
-    let e = Config::from_json(b"{\"connectors\": [", None)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = Config::from_json(b"{\"connectors\": [", None).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("line 1"), "{e}");
 }
 
@@ -171,34 +126,23 @@ fn sealed_credentials_open_once_with_the_key() {
     use crate::seal::Key;
     let key = Key::from_bytes([3; 32]);
     let inner = json!({"basic": {"username": "ci", "password": "hunter2"}}).to_string();
-    let sealed = key.seal("team-a/npm", inner.as_bytes(), [5; 24]).unwrap();
+    let sealed = key.seal("team-a/npm", inner.as_bytes()).unwrap();
     let mut v = base();
     v["connectors"][0]["credential"] = json!({ "sealed": sealed });
     let text = v.to_string();
     assert!(!text.contains("hunter2"));
     let c = Config::from_json(text.as_bytes(), Some(&key)).unwrap();
-    assert_eq!(
-        c.connectors[0].credential.value.expose_secret(),
-        "Basic Y2k6aHVudGVyMg=="
-    );
+    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Basic Y2k6aHVudGVyMg==");
 
     let e = Config::from_json(text.as_bytes(), None).unwrap_err();
     assert!(e.to_string().contains("NPM_CONNECTOR_KEY"), "{e}");
     let e = Config::from_json(text.as_bytes(), Some(&Key::from_bytes([4; 32]))).unwrap_err();
-    assert_eq!(
-        e,
-        ConfigError::Unseal {
-            connector: "team-a/npm".into()
-        }
-    );
+    assert_eq!(e, ConfigError::Unseal { connector: "team-a/npm".into() });
     // Moved to another connector, the sealed value does not open.
     let moved = text.replace("team-a/npm", "team-b/npm");
-    assert!(matches!(
-        Config::from_json(moved.as_bytes(), Some(&key)),
-        Err(ConfigError::Unseal { .. })
-    ));
+    assert!(matches!(Config::from_json(moved.as_bytes(), Some(&key)), Err(ConfigError::Unseal { .. })));
     // Sealed garbage and sealed-in-sealed are refused with a reason.
-    let junk = key.seal("team-a/npm", b"not json", [6; 24]).unwrap();
+    let junk = key.seal("team-a/npm", b"not json").unwrap();
     v["connectors"][0]["credential"] = json!({ "sealed": junk });
     let e = Config::from_json(v.to_string().as_bytes(), Some(&key)).unwrap_err();
     assert!(e.to_string().contains("does not hold a credential"), "{e}");

@@ -18,11 +18,7 @@ fn host_table() {
         ("registry.example.com", "registry.example.com:443", true),
         ("registry.example.com", "registry.example.com:8080", true),
         ("registry.example.com", "other.example.com", false),
-        (
-            "registry.example.com",
-            "registry.example.com.evil.io",
-            false,
-        ),
+        ("registry.example.com", "registry.example.com.evil.io", false),
         ("registry.example.com", "xregistry.example.com", false),
         // case and trailing dots
         ("Registry.Example.COM", "registry.example.com", true),
@@ -31,17 +27,9 @@ fn host_table() {
         ("registry.example.com", "registry.example.com.", true),
         ("registry.example.com", "registry.example.com.:8443", true),
         // ports
-        (
-            "registry.example.com:8443",
-            "registry.example.com:8443",
-            true,
-        ),
+        ("registry.example.com:8443", "registry.example.com:8443", true),
         ("registry.example.com:8443", "registry.example.com", false),
-        (
-            "registry.example.com:8443",
-            "registry.example.com:443",
-            false,
-        ),
+        ("registry.example.com:8443", "registry.example.com:443", false),
         // wildcards
         ("*.example.com", "npm.example.com", true),
         ("*.example.com", "a.b.example.com", true),
@@ -68,19 +56,11 @@ fn host_table() {
         ("*", "anything.example:1234", true),
         // malformed request authorities never match
         ("registry.example.com", "user@registry.example.com", false),
-        (
-            "registry.example.com",
-            "registry.example.com:notaport",
-            false,
-        ),
+        ("registry.example.com", "registry.example.com:notaport", false),
         ("registry.example.com", "", false),
     ];
     for (pattern, authority, want) in cases {
-        assert_eq!(
-            m(pattern, authority),
-            *want,
-            "pattern {pattern:?} vs authority {authority:?}"
-        );
+        assert_eq!(m(pattern, authority), *want, "pattern {pattern:?} vs authority {authority:?}");
     }
     assert!(cases.len() >= 25);
 }
@@ -112,11 +92,7 @@ fn prefix_table() {
         ("/repository/npm/", "/repository/npm-evil/lodash", false),
         ("/repository/npm/", "/repository/", false),
         ("/repository/npm/", "/Repository/npm/x", false),
-        (
-            "/api/v4/packages/npm/",
-            "/api/v4/packages/npm/@scope%2Fpkg",
-            true,
-        ),
+        ("/api/v4/packages/npm/", "/api/v4/packages/npm/@scope%2Fpkg", true),
     ];
     for (prefix, path, want) in cases {
         let p = PathPrefix::parse(prefix).unwrap_or_else(|| panic!("prefix {prefix}"));
@@ -127,25 +103,13 @@ fn prefix_table() {
 
 #[test]
 fn canonical_path_decodes_all_but_slash() {
-    assert_eq!(
-        canonical_path("/%72epository/npm/x").as_deref(),
-        Ok("/repository/npm/x")
-    );
-    assert_eq!(
-        canonical_path("/@scope%2fname").as_deref(),
-        Ok("/@scope%2Fname")
-    );
-    assert_eq!(
-        canonical_path("/@scope%2Fname?write=true").as_deref(),
-        Ok("/@scope%2Fname")
-    );
+    assert_eq!(canonical_path("/%72epository/npm/x").as_deref(), Ok("/repository/npm/x"));
+    assert_eq!(canonical_path("/@scope%2fname").as_deref(), Ok("/@scope%2Fname"));
+    assert_eq!(canonical_path("/@scope%2Fname?write=true").as_deref(), Ok("/@scope%2Fname"));
     assert_eq!(canonical_path("/a%zz").as_deref(), Ok("/a%zz"));
     assert_eq!(canonical_path("/trailing%").as_deref(), Ok("/trailing%"));
     assert_eq!(canonical_path("/x/.../y").as_deref(), Ok("/x/.../y"));
-    assert_eq!(
-        canonical_path("/pkg/-/pkg-1.0.0.tgz").as_deref(),
-        Ok("/pkg/-/pkg-1.0.0.tgz")
-    );
+    assert_eq!(canonical_path("/pkg/-/pkg-1.0.0.tgz").as_deref(), Ok("/pkg/-/pkg-1.0.0.tgz"));
 }
 
 #[test]
@@ -168,10 +132,7 @@ fn dot_segments_are_refused_however_encoded() {
 
 #[test]
 fn prefixes_are_canonicalised_and_checked() {
-    assert_eq!(
-        PathPrefix::parse("/a/b").map(|p| p.as_str().to_owned()),
-        Some("/a/b/".to_owned())
-    );
+    assert_eq!(PathPrefix::parse("/a/b").map(|p| p.as_str().to_owned()), Some("/a/b/".to_owned()));
     assert!(PathPrefix::parse("a/b").is_none());
     assert!(PathPrefix::parse("/a/../b").is_none());
     assert!(PathPrefix::parse("/a?x").is_none());

@@ -3,10 +3,7 @@
 use super::*;
 
 fn rule() -> Rewrite {
-    Rewrite {
-        upstream: "https://registry.test/repository/npm/".into(),
-        client: "http://127.0.0.1:10001/ns/n/".into(),
-    }
+    Rewrite { upstream: "https://registry.test/repository/npm/".into(), client: "http://127.0.0.1:10001/ns/n/".into() }
 }
 
 fn run(chunks: &[&[u8]]) -> (String, usize) {
@@ -37,14 +34,8 @@ fn rewrites_only_tarball_keys() {
     let (out, n) = run(&[DOC.as_bytes()]);
     assert_eq!(out, expected());
     assert_eq!(n, 2);
-    assert!(
-        out.contains(r#"see \"tarball\":\"https://registry.test/"#),
-        "escaped text untouched"
-    );
-    assert!(
-        out.contains(r#""homepage":"https://registry.test/repository/npm/""#),
-        "other keys untouched"
-    );
+    assert!(out.contains(r#"see \"tarball\":\"https://registry.test/"#), "escaped text untouched");
+    assert!(out.contains(r#""homepage":"https://registry.test/repository/npm/""#), "other keys untouched");
 }
 
 #[test]
@@ -83,12 +74,7 @@ fn eligibility_table() {
         (200, Some("application/json"), None, Rewrite),
         (200, Some("application/json; charset=utf-8"), None, Rewrite),
         (200, Some("Application/JSON"), Some("identity"), Rewrite),
-        (
-            200,
-            Some("application/vnd.npm.install-v1+json"),
-            None,
-            Rewrite,
-        ),
+        (200, Some("application/vnd.npm.install-v1+json"), None, Rewrite),
         (200, Some("application/json"), Some("gzip"), Encoded),
         (200, Some("application/octet-stream"), None, NotPackument),
         (200, None, None, NotPackument),

@@ -21,88 +21,30 @@ fn extraction_table() {
     let empty_pw = format!("Basic {}", b64("user:"));
     let cases: Vec<(Option<&str>, Option<&str>, Presented)> = vec![
         (None, None, Presented::Missing),
-        (
-            Some(basic_proxy.as_str()),
-            None,
-            tok(Source::ProxyAuthorization, "s3cr3t"),
-        ),
-        (
-            Some(basic_colon.as_str()),
-            None,
-            tok(Source::ProxyAuthorization, "a:b"),
-        ),
-        (
-            Some("Bearer abc"),
-            None,
-            tok(Source::ProxyAuthorization, "abc"),
-        ),
-        (
-            Some("bearer   abc  "),
-            None,
-            tok(Source::ProxyAuthorization, "abc"),
-        ),
+        (Some(basic_proxy.as_str()), None, tok(Source::ProxyAuthorization, "s3cr3t")),
+        (Some(basic_colon.as_str()), None, tok(Source::ProxyAuthorization, "a:b")),
+        (Some("Bearer abc"), None, tok(Source::ProxyAuthorization, "abc")),
+        (Some("bearer   abc  "), None, tok(Source::ProxyAuthorization, "abc")),
         // Proxy-Authorization wins over Authorization
-        (
-            Some("Bearer p"),
-            Some("Bearer a"),
-            tok(Source::ProxyAuthorization, "p"),
-        ),
+        (Some("Bearer p"), Some("Bearer a"), tok(Source::ProxyAuthorization, "p")),
         (None, Some("Bearer a"), tok(Source::Authorization, "a")),
-        (
-            None,
-            Some(basic_auth.as_str()),
-            tok(Source::Authorization, "tok"),
-        ),
-        (
-            None,
-            Some("Digest x"),
-            Presented::Malformed(Source::Authorization),
-        ),
-        (
-            Some("Basic !!notbase64"),
-            None,
-            Presented::Malformed(Source::ProxyAuthorization),
-        ),
-        (
-            Some(no_colon.as_str()),
-            None,
-            Presented::Malformed(Source::ProxyAuthorization),
-        ),
-        (
-            Some("Bearer"),
-            None,
-            Presented::Malformed(Source::ProxyAuthorization),
-        ),
-        (
-            Some("Bearer "),
-            None,
-            Presented::Malformed(Source::ProxyAuthorization),
-        ),
-        (
-            None,
-            Some(empty_pw.as_str()),
-            Presented::Malformed(Source::Authorization),
-        ),
+        (None, Some(basic_auth.as_str()), tok(Source::Authorization, "tok")),
+        (None, Some("Digest x"), Presented::Malformed(Source::Authorization)),
+        (Some("Basic !!notbase64"), None, Presented::Malformed(Source::ProxyAuthorization)),
+        (Some(no_colon.as_str()), None, Presented::Malformed(Source::ProxyAuthorization)),
+        (Some("Bearer"), None, Presented::Malformed(Source::ProxyAuthorization)),
+        (Some("Bearer "), None, Presented::Malformed(Source::ProxyAuthorization)),
+        (None, Some(empty_pw.as_str()), Presented::Malformed(Source::Authorization)),
     ];
     for (pa, a, want) in cases {
-        assert_eq!(
-            presented(pa, a),
-            want,
-            "proxy-authorization {pa:?} authorization {a:?}"
-        );
+        assert_eq!(presented(pa, a), want, "proxy-authorization {pa:?} authorization {a:?}");
     }
 }
 
 #[test]
 fn verify_table() {
-    let h = |t: &str, exp| {
-        TokenHash::from_hex(&TokenHash::digest_hex(t), exp).unwrap_or_else(|| panic!("hash"))
-    };
-    let accepted = vec![
-        h("old", Some(100)),
-        h("current", Some(1000)),
-        h("forever", None),
-    ];
+    let h = |t: &str, exp| TokenHash::from_hex(&TokenHash::digest_hex(t), exp).unwrap_or_else(|| panic!("hash"));
+    let accepted = vec![h("old", Some(100)), h("current", Some(1000)), h("forever", None)];
     assert_eq!(verify("current", &accepted, &|| 999), Verdict::Valid);
     assert_eq!(verify("current", &accepted, &|| 1000), Verdict::Expired);
     assert_eq!(verify("old", &accepted, &|| 500), Verdict::Expired);
@@ -130,14 +72,6 @@ fn debug_does_not_print_the_hash() {
 #[test]
 fn the_clock_is_read_only_for_tokens_that_expire() {
     let forever = TokenHash::from_hex(&TokenHash::digest_hex("forever"), None).unwrap();
-    assert_eq!(
-        verify("forever", std::slice::from_ref(&forever), &|| panic!(
-            "clock read"
-        )),
-        Verdict::Valid
-    );
-    assert_eq!(
-        verify("other", &[forever], &|| panic!("clock read")),
-        Verdict::Unknown
-    );
+    assert_eq!(verify("forever", std::slice::from_ref(&forever), &|| panic!("clock read")), Verdict::Valid);
+    assert_eq!(verify("other", &[forever], &|| panic!("clock read")), Verdict::Unknown);
 }

@@ -18,10 +18,7 @@ const SECONDS: u32 = 5;
 const ROUNDS: usize = 3;
 
 fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -103,14 +100,8 @@ fn config(f: Filter, upstream: Option<u16>, port: u16, admin: &Path, wasm: &Path
 /// Envoy's CPU time so far (user + system), from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-        .sum();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
     ticks / 100.0
 }
 
@@ -123,11 +114,7 @@ struct Sample {
 }
 
 fn parse_duration_ms(s: &str) -> f64 {
-    let (num, unit) = s.trim().split_at(
-        s.trim()
-            .find(|c: char| c.is_alphabetic())
-            .unwrap_or(s.len()),
-    );
+    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| c.is_alphabetic()).unwrap_or(s.len()));
     let v: f64 = num.parse().unwrap_or(f64::NAN);
     match unit {
         "us" => v / 1000.0,
@@ -140,14 +127,7 @@ fn parse_duration_ms(s: &str) -> f64 {
 fn wrk(port: u16, secs: u32, pid: u32) -> Sample {
     let before = cpu_seconds(pid);
     let out = Command::new("wrk")
-        .args([
-            "-t1",
-            "-c16",
-            &format!("-d{secs}s"),
-            "--latency",
-            "-H",
-            &format!("Authorization: Bearer {TOKEN}"),
-        ])
+        .args(["-t1", "-c16", &format!("-d{secs}s"), "--latency", "-H", &format!("Authorization: Bearer {TOKEN}")])
         .arg(format!("http://127.0.0.1:{port}/bench/npm/some-package"))
         .output()
         .unwrap_or_else(|e| panic!("wrk: {e} (apt-get install wrk)"));
@@ -164,19 +144,11 @@ fn wrk(port: u16, secs: u32, pid: u32) -> Sample {
         } else if let Some(v) = l.strip_prefix("99%") {
             s.p99_ms = parse_duration_ms(v);
         } else if l.contains(" requests in ") {
-            requests = l
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0.0);
+            requests = l.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
         }
         assert!(!l.starts_with("Non-2xx"), "the bench got errors: {text}");
     }
-    s.cpu_us = if requests > 0.0 {
-        cpu * 1e6 / requests
-    } else {
-        f64::NAN
-    };
+    s.cpu_us = if requests > 0.0 { cpu * 1e6 / requests } else { f64::NAN };
     s
 }
 
@@ -186,17 +158,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let wasm = tool(
-        "NPM_CONNECTOR_WASM",
-        "target/wasm32-wasip1/release/npm_connector_filter.wasm",
-    );
+    let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let wasm_size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let upstream = Upstream::quiet();
-    let variants: Vec<(Filter, bool)> = [Filter::Bare, Filter::Native, Filter::Ours]
-        .iter()
-        .flat_map(|&f| [(f, false), (f, true)])
-        .collect();
+    let variants: Vec<(Filter, bool)> =
+        [Filter::Bare, Filter::Native, Filter::Ours].iter().flat_map(|&f| [(f, false), (f, true)]).collect();
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     let (seconds, rounds) = (knob("BENCH_SECONDS", SECONDS), knob("BENCH_ROUNDS", ROUNDS));
     for round in 0..rounds {
@@ -206,24 +173,14 @@ fn main() {
             let cfg = dir.path().join(format!("bench-{i}.yaml"));
             let c = config(f, up.then_some(upstream.addr.port()), port, &admin, &wasm);
             std::fs::write(&cfg, c.to_string()).unwrap_or_else(|e| panic!("{e}"));
-            let e: Envoy = envoy::start(
-                &cfg,
-                dir.path().join(format!("envoy-{i}.log")),
-                port,
-                admin,
-                None,
-            );
+            let e: Envoy = envoy::start(&cfg, dir.path().join(format!("envoy-{i}.log")), port, admin, None);
             let pid = e.daemon.pid();
             wrk(port, 1, pid); // warm-up: V8 compiles, connections open
             let s = wrk(port, seconds, pid);
             eprintln!(
                 "round {round}: {:<28} {:<16} {:>9.0} req/s  {:.2} µs CPU/req",
                 f.name(),
-                if up {
-                    "local upstream"
-                } else {
-                    "direct_response"
-                },
+                if up { "local upstream" } else { "direct_response" },
                 s.rps,
                 s.cpu_us
             );
@@ -248,11 +205,7 @@ fn main() {
         table += &format!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:+.1} |\n",
             f.name(),
-            if up {
-                "local upstream"
-            } else {
-                "direct_response"
-            },
+            if up { "local upstream" } else { "direct_response" },
             s.rps,
             s.rps / bare.rps,
             s.p50_ms,
