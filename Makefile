@@ -13,6 +13,7 @@ export ENVOY_BIN := $(CURDIR)/$(ENVOY)
 export NPM_CONNECTOR_WASM := $(CURDIR)/$(WASM)
 export VERDACCIO_BIN := $(CURDIR)/tests/registry/node_modules/verdaccio/bin/verdaccio
 export YARN_JS := $(CURDIR)/tests/registry/node_modules/@yarnpkg/cli-dist/bin/yarn.js
+export NPM_CONNECTOR_BIN := $(CURDIR)/target/debug/npm-connector
 # Core unit tests compiled to wasm32-wasip1 run under Node's WASI.
 export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/wasi/run.mjs
 
@@ -57,7 +58,8 @@ wasm-unit: toolchain
 	cargo test -p npm-connector-filter --lib --target wasm32-wasip1
 
 e2e: tools wasm
-	cargo test -p npm-connector-tests
+	cargo build -p npm-connector
+	cargo test -p npm-connector-tests -- --show-output
 
 ## demo: a registry that demands credentials, a connector for it, npm install and publish through Envoy
 demo: tools wasm

@@ -2,11 +2,15 @@
 
 pub mod keygen;
 pub mod render;
+pub mod serve;
+pub mod token;
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use npm_connector::render::{Key, Sealing};
+use npm_connector::render::{Key, Mode, Options, Sealing, Unmatched};
 
 /// How credentials are protected in what Envoy receives.
 #[derive(clap::Args, Debug)]
@@ -19,6 +23,68 @@ pub struct KeyArgs {
     /// bootstrap or the admin API's /config_dump. Not recommended.
     #[arg(long)]
     pub plaintext_credentials: bool,
+}
+
+/// Everything about the deployment the manifests do not say (shared by render and serve).
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// How clients reach registries through the proxy.
+    #[arg(long, value_enum, default_value = "forward")]
+    pub mode: Mode,
+    /// Namespace for manifests without metadata.namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Address Envoy listens on.
+    #[arg(long, default_value = "127.0.0.1:10000")]
+    pub listen: SocketAddr,
+    /// URL clients use to reach the proxy, if not http://<listen>/ (e.g. a Service name).
+    #[arg(long)]
+    pub public_url: Option<url::Url>,
+    /// Path of the filter's .wasm as Envoy sees it [default: the workspace build, absolute].
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    /// Unix socket for Envoy's admin API [default: <output>/admin.sock].
+    #[arg(long)]
+    pub admin_socket: Option<PathBuf>,
+    /// CA bundle for verifying https registries [default: the system trust store].
+    #[arg(long)]
+    pub upstream_ca: Option<PathBuf>,
+    /// Pin a registry host to an address instead of DNS: HOST=IP (repeatable).
+    #[arg(long = "resolve", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, IpAddr)>,
+    /// What to do with requests no connector matches.
+    #[arg(long, default_value = "passthrough", value_parser = ["passthrough", "deny"])]
+    pub unmatched: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
+    let (h, ip) = s.split_once('=').ok_or("expected HOST=IP")?;
+    let ip = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
+    Ok((h.to_ascii_lowercase(), ip))
+}
+
+impl DeployArgs {
+    /// The renderer's options; `out` is where the admin socket goes by default. Without
+    /// `credentials` (a bootstrap that only points at a control plane) no key is needed.
+    pub fn options(&self, out: &Path, token_expires_at: Option<u64>, credentials: bool) -> Result<Options> {
+        Ok(Options {
+            mode: self.mode,
+            listen: self.listen,
+            public_url: self.public_url.clone(),
+            wasm: match &self.wasm {
+                Some(w) => w.clone(),
+                None => absolute(Path::new("target/wasm32-wasip1/release/npm_connector_filter.wasm"))?,
+            },
+            admin_socket: self.admin_socket.clone().unwrap_or_else(|| out.join("admin.sock")),
+            upstream_ca: self.upstream_ca.as_deref().map(absolute).transpose()?,
+            resolve: self.resolve.iter().cloned().collect::<BTreeMap<_, _>>(),
+            unmatched: if self.unmatched == "deny" { Unmatched::Deny } else { Unmatched::Passthrough },
+            token_expires_at,
+            sealing: if credentials { self.key.sealing()? } else { Sealing::Plaintext },
+        })
+    }
 }
 
 impl KeyArgs {

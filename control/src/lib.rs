@@ -4,4 +4,6 @@
 pub mod manifest;
 pub mod output;
 pub mod render;
+pub mod serve;
 pub mod token;
+pub mod xds;

@@ -22,11 +22,18 @@ enum Cmd {
     Render(Box<cli::render::RenderArgs>),
     /// Make a key that seals credentials in Envoy's configuration.
     Keygen(cli::keygen::KeygenArgs),
+    /// Run the xDS control plane over a directory of manifests.
+    Serve(Box<cli::serve::ServeArgs>),
+    /// Mint a client token for a connector, with a TTL (for `serve --state`).
+    Token(cli::token::TokenArgs),
 }
 
 fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match Cli::parse().command {
         Cmd::Render(a) => cli::render::run(*a),
         Cmd::Keygen(a) => cli::keygen::run(a),
+        Cmd::Serve(a) => cli::serve::run(*a),
+        Cmd::Token(a) => cli::token::run(a),
     }
 }

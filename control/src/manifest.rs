@@ -12,6 +12,15 @@ use serde_yaml_ng::Value;
 /// `Authorization: Bearer` (GitLab's `Private-Token`, for example).
 pub const AUTH_HEADER_ANNOTATION: &str = "npm-connector.io/auth-header";
 
+/// Annotation on a Secret: when its credential expires (RFC 3339). `serve` warns as the
+/// expiry nears and the Secret has not changed.
+pub const EXPIRES_AT_ANNOTATION: &str = "npm-connector.io/expires-at";
+
+fn parse_time(t: &str) -> Option<u64> {
+    let st = humantime::parse_rfc3339_weak(t.trim()).ok()?;
+    st.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
 /// What is wrong, and where: file, 1-based document number and field path.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{file}, document {doc}, {field}: {message}")]
@@ -97,6 +106,34 @@ pub enum Credential {
     Header { name: String, value: SecretString },
 }
 
+impl Credential {
+    /// A hash of the credential, to notice that it changed without keeping or logging it.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use secrecy::ExposeSecret;
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        match self {
+            Credential::Basic { username, password } => {
+                h.update(b"basic\0");
+                h.update(username.as_bytes());
+                h.update(b"\0");
+                h.update(password.expose_secret().as_bytes());
+            }
+            Credential::Bearer { token } => {
+                h.update(b"bearer\0");
+                h.update(token.expose_secret().as_bytes());
+            }
+            Credential::Header { name, value } => {
+                h.update(b"header\0");
+                h.update(name.as_bytes());
+                h.update(b"\0");
+                h.update(value.expose_secret().as_bytes());
+            }
+        }
+        h.finalize().into()
+    }
+}
+
 /// A validated npm connector.
 #[derive(Debug)]
 pub struct Connector {
@@ -105,6 +142,8 @@ pub struct Connector {
     /// The registry URL, with a path that ends in '/'.
     pub address: url::Url,
     pub credential: Credential,
+    /// When the credential stops working (the Secret's expiry annotation), Unix seconds.
+    pub credential_expires_at: Option<u64>,
 }
 
 impl Connector {
@@ -117,6 +156,7 @@ impl Connector {
 struct Secret {
     type_: Option<String>,
     values: BTreeMap<String, String>,
+    expires_at: Option<u64>,
     at: (String, usize),
 }
 
@@ -171,8 +211,21 @@ pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<C
                     let name = raw.metadata.name.clone().ok_or_else(|| err(&at, "metadata.name", "missing"))?;
                     let ns = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
                     let values = secret_values(&raw, &at)?;
+                    let expires_at = match raw.metadata.annotations.get(EXPIRES_AT_ANNOTATION) {
+                        None => None,
+                        Some(t) => Some(parse_time(t).ok_or_else(|| {
+                            err(
+                                &at,
+                                format!("metadata.annotations.{EXPIRES_AT_ANNOTATION}"),
+                                format!("{t:?} is not an RFC 3339 time such as 2026-11-21T20:00:00Z"),
+                            )
+                        })?),
+                    };
                     if secrets
-                        .insert((ns.clone(), name.clone()), Secret { type_: raw.type_, values, at: at.clone() })
+                        .insert(
+                            (ns.clone(), name.clone()),
+                            Secret { type_: raw.type_, values, expires_at, at: at.clone() },
+                        )
                         .is_some()
                     {
                         return Err(err(&at, "metadata.name", format!("Secret {ns}/{name} is defined twice")));
@@ -289,7 +342,7 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
             return Err(err(at, "spec.auth.name", format!("{other:?} is not supported; use basicAuth or bearerToken")))
         }
     };
-    Ok(Connector { namespace: p.namespace, name, address, credential })
+    Ok(Connector { namespace: p.namespace, name, address, credential, credential_expires_at: secret.expires_at })
 }
 
 fn parse_address(s: &str) -> Result<url::Url, String> {

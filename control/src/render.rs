@@ -2,9 +2,11 @@
 //! (per-connector client files and one Envoy bootstrap). Nothing here touches the disk.
 
 mod client;
+mod dynamic;
 mod envoy;
 mod filter;
 
+pub use dynamic::{xds_bootstrap, XdsTarget, XDS_CLUSTER};
 pub use envoy::{ConfigSource, Resources, WASM_TYPE_URL};
 
 use std::collections::BTreeMap;
@@ -83,6 +85,8 @@ pub enum RenderError {
     Entropy(#[from] TokenError),
     #[error("cannot seal the credential of {0}")]
     Seal(String),
+    #[error("--xds {0:?} must be grpc://HOST:PORT")]
+    Xds(String),
 }
 
 /// One client token the filter accepts for a connector: its SHA-256 hash and expiry.
@@ -203,6 +207,30 @@ pub fn xds_resources(
     let planned = plan(connectors, opts, |c| Ok(accepted.get(&c.id()).cloned().unwrap_or_default()))?;
     let filter_connectors = filter::connectors(&planned, opts)?;
     envoy::resources(&planned, opts, &filter_connectors, source)
+}
+
+/// File-based xDS in `dir` (absolute, as Envoy will see it) plus client files with fresh
+/// tokens and the bootstrap that watches the directory.
+pub fn xds_dir(
+    connectors: &[Connector],
+    opts: &Options,
+    dir: &std::path::Path,
+    entropy: &mut dyn Entropy,
+) -> Result<Vec<OutFile>, RenderError> {
+    let mut tokens = Vec::new();
+    let mut accepted = std::collections::BTreeMap::new();
+    for c in connectors {
+        let t = entropy.token()?;
+        accepted.insert(c.id(), vec![Accepted { sha256: crate::token::hash(&t), expires_at: opts.token_expires_at }]);
+        tokens.push(t);
+    }
+    let res = xds_resources(connectors, opts, &accepted, &ConfigSource::Dir(dir.to_owned()))?;
+    let mut files = Vec::new();
+    for (c, t) in connectors.iter().zip(&tokens) {
+        files.extend(client_files(c, opts, t)?);
+    }
+    files.extend(dynamic::xds_dir_files(&res, opts, dir)?);
+    Ok(files)
 }
 
 #[cfg(test)]

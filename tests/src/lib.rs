@@ -3,6 +3,8 @@
 //! stops each with the test that started it.
 
 pub mod clients;
+pub mod configmap;
+pub mod control;
 pub mod envoy;
 pub mod pki;
 pub mod procs;

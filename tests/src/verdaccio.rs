@@ -11,6 +11,20 @@ use sha1::{Digest, Sha1};
 use crate::pki::Pki;
 use crate::procs::{free_port, wait_for_port, Daemon};
 
+/// Replaces the registry's users (htpasswd `{SHA}` entries) atomically; Verdaccio re-reads the
+/// file when it changes.
+pub fn write_users(dir: &Path, users: &[(&str, &str)]) {
+    let htpasswd: String = users
+        .iter()
+        .map(|(u, p)| {
+            format!("{u}:{{SHA}}{}\n", base64::engine::general_purpose::STANDARD.encode(Sha1::digest(p.as_bytes())))
+        })
+        .collect();
+    let tmp = dir.join("htpasswd.tmp");
+    std::fs::write(&tmp, htpasswd).unwrap_or_else(|e| panic!("htpasswd: {e}"));
+    std::fs::rename(&tmp, dir.join("htpasswd")).unwrap_or_else(|e| panic!("htpasswd: {e}"));
+}
+
 pub struct Verdaccio {
     pub daemon: Daemon,
     pub port: u16,

@@ -1,53 +1,26 @@
 //! `npm-connector render`: manifests in, client files and a (validated) Envoy bootstrap out.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
-use npm_connector::render::{self, Mode, Options, Sealing, Unmatched};
+use npm_connector::render::{self, Sealing};
 use npm_connector::token::OsEntropy;
 use npm_connector::{manifest, output};
 
-use super::{absolute, parse_ttl, KeyArgs};
+use super::{absolute, parse_ttl, DeployArgs};
 
 #[derive(clap::Args)]
 pub struct RenderArgs {
     /// Multi-document YAML files with Connector and Secret manifests.
-    #[arg(short = 'f', long = "file", required = true)]
+    #[arg(short = 'f', long = "file", required_unless_present = "xds")]
     files: Vec<PathBuf>,
     /// Output directory (created; existing files are replaced).
     #[arg(short = 'o', long = "output")]
     out: PathBuf,
-    /// How clients reach registries through the proxy.
-    #[arg(long, value_enum, default_value = "forward")]
-    mode: Mode,
-    /// Namespace for manifests without metadata.namespace.
-    #[arg(long, default_value = "default")]
-    namespace: String,
-    /// Address Envoy listens on.
-    #[arg(long, default_value = "127.0.0.1:10000")]
-    listen: SocketAddr,
-    /// URL clients use to reach the proxy, if not http://<listen>/ (e.g. a Service name).
-    #[arg(long)]
-    public_url: Option<url::Url>,
-    /// Path of the filter's .wasm as Envoy sees it [default: the workspace build, absolute].
-    #[arg(long)]
-    wasm: Option<PathBuf>,
-    /// Unix socket for Envoy's admin API [default: <output>/admin.sock].
-    #[arg(long)]
-    admin_socket: Option<PathBuf>,
-    /// CA bundle for verifying https registries [default: the system trust store].
-    #[arg(long)]
-    upstream_ca: Option<PathBuf>,
-    /// Pin a registry host to an address instead of DNS: HOST=IP (repeatable).
-    #[arg(long = "resolve", value_parser = parse_resolve)]
-    resolve: Vec<(String, IpAddr)>,
-    /// What to do with requests no connector matches.
-    #[arg(long, default_value = "passthrough", value_parser = ["passthrough", "deny"])]
-    unmatched: String,
+    #[command(flatten)]
+    deploy: DeployArgs,
     /// Lifetime of the minted client tokens, e.g. 30m, 12h, 3600 [default: no expiry].
     #[arg(long, value_parser = parse_ttl)]
     token_ttl: Option<u64>,
@@ -57,14 +30,17 @@ pub struct RenderArgs {
     /// Skip `envoy --mode validate`.
     #[arg(long)]
     no_validate: bool,
-    #[command(flatten)]
-    key: KeyArgs,
-}
-
-fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
-    let (h, ip) = s.split_once('=').ok_or("expected HOST=IP")?;
-    let ip = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
-    Ok((h.to_ascii_lowercase(), ip))
+    /// Write a bootstrap that takes everything from `npm-connector serve` at this address
+    /// (grpc://HOST:PORT) instead of a static one; the client files then come from `serve --clients`.
+    #[arg(long, conflicts_with = "xds_dir")]
+    xds: Option<url::Url>,
+    /// Write file-based xDS into this directory (watched by Envoy, files replaced atomically)
+    /// and a bootstrap that reads it: updates need no control-plane process.
+    #[arg(long)]
+    xds_dir: Option<PathBuf>,
+    /// The node id in the bootstrap (`--xds`): each Envoy on a control plane needs its own.
+    #[arg(long, default_value = "npm-connector")]
+    node_id: String,
 }
 
 fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
@@ -88,28 +64,18 @@ pub fn run(a: RenderArgs) -> Result<()> {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         sources.push((f.display().to_string(), text));
     }
-    let connectors = manifest::load(&sources, &a.namespace)?;
+    let connectors = manifest::load(&sources, &a.deploy.namespace)?;
     let out = absolute(&a.out)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let opts = Options {
-        mode: a.mode,
-        listen: a.listen,
-        public_url: a.public_url,
-        wasm: match a.wasm {
-            Some(w) => w,
-            None => absolute(Path::new("target/wasm32-wasip1/release/npm_connector_filter.wasm"))?,
-        },
-        admin_socket: match a.admin_socket {
-            Some(s) => s,
-            None => out.join("admin.sock"),
-        },
-        upstream_ca: a.upstream_ca.map(|p| absolute(&p)).transpose()?,
-        resolve: a.resolve.into_iter().collect::<BTreeMap<_, _>>(),
-        unmatched: if a.unmatched == "deny" { Unmatched::Deny } else { Unmatched::Passthrough },
-        token_expires_at: a.token_ttl.map(|t| now + t),
-        sealing: a.key.sealing()?,
+    let opts = a.deploy.options(&out, a.token_ttl.map(|t| now + t), a.xds.is_none())?;
+    let files = match (&a.xds, &a.xds_dir) {
+        (Some(url), _) => {
+            let target = render::XdsTarget::parse(url)?;
+            render::xds_bootstrap(&opts, &a.node_id, &target)?
+        }
+        (None, Some(dir)) => render::xds_dir(&connectors, &opts, &absolute(dir)?, &mut OsEntropy)?,
+        (None, None) => render::render(&connectors, &opts, &mut OsEntropy)?,
     };
-    let files = render::render(&connectors, &opts, &mut OsEntropy)?;
     output::write(&out, &files)?;
     for c in &connectors {
         println!("rendered connector {} -> {}", c.id(), out.join(&c.namespace).join(&c.name).display());

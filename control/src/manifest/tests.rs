@@ -118,3 +118,19 @@ fn duplicates_are_refused() {
     let e = err_of(&two);
     assert!(e.message.contains("defined twice"), "{e}");
 }
+
+#[test]
+fn secret_expiry_annotation() {
+    let with = SEED.replace(
+        "  name: npm-registry-secret\ntype:",
+        &format!(
+            "  name: npm-registry-secret\n  annotations:\n    {EXPIRES_AT_ANNOTATION}: \"2030-01-02T03:04:05Z\"\ntype:"
+        ),
+    );
+    let cs = load1(&with).unwrap();
+    assert_eq!(cs[0].credential_expires_at, Some(1_893_553_445));
+    let bad = with.replace("2030-01-02T03:04:05Z", "next tuesday");
+    let e = err_of(&bad);
+    assert_eq!(e.field, format!("metadata.annotations.{EXPIRES_AT_ANNOTATION}"));
+    assert!(load1(SEED).unwrap()[0].credential_expires_at.is_none());
+}

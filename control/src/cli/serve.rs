@@ -1,0 +1,67 @@
+//! `npm-connector serve`: the xDS control plane over a directory of manifests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use npm_connector::serve::{self, ServeConfig};
+use npm_connector::token::OsEntropy;
+
+use super::{absolute, parse_ttl, DeployArgs};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Directory of Connector and Secret manifests (a ConfigMap/Secret volume works: updates
+    /// arrive as an atomic swap of its ..data symlink). Watched; SIGHUP also reloads.
+    #[arg(short = 'd', long)]
+    manifests: PathBuf,
+    /// Where to serve ADS (gRPC).
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    xds_listen: SocketAddr,
+    #[command(flatten)]
+    deploy: DeployArgs,
+    /// State directory: client-token hashes that must survive a restart.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Keep fresh client files (.npmrc, .yarnrc.yml) for every connector here, for pods to mount.
+    #[arg(long)]
+    clients: Option<PathBuf>,
+    /// Lifetime of the client tokens serve mints (renewed at half of it), e.g. 30m.
+    #[arg(long, value_parser = parse_ttl, default_value = "30m")]
+    token_ttl: u64,
+    /// Quiet time after a file change before reloading, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    debounce_ms: u64,
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    let opts = a.deploy.options(Path::new("."), None, true)?;
+    let cfg = ServeConfig {
+        manifests: absolute(&a.manifests)?,
+        namespace: a.deploy.namespace.clone(),
+        opts,
+        xds_addr: a.xds_listen,
+        state: a.state.as_deref().map(absolute).transpose()?,
+        clients: a.clients.as_deref().map(absolute).transpose()?,
+        token_ttl: a.token_ttl,
+        debounce: Duration::from_millis(a.debounce_ms),
+        tick: Duration::from_secs((a.token_ttl / 10).clamp(1, 30)),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let shutdown = async {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return std::future::pending().await,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            log::info!("shutting down");
+        };
+        serve::run(cfg, Box::new(OsEntropy), shutdown).await
+    })?;
+    Ok(())
+}

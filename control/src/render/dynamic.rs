@@ -1,0 +1,132 @@
+//! Bootstraps for dynamic configuration: one that takes everything over ADS from
+//! `npm-connector serve`, and file-based xDS (a watched directory) for setups with no
+//! control-plane process.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::envoy::{bootstrap_base, config_source, to_yaml, ConfigSource, Resources};
+use super::{Options, OutFile, RenderError};
+use crate::xds::{CLUSTER, EXTENSION_CONFIG, LISTENER};
+
+/// The xDS cluster's name in rendered bootstraps.
+pub const XDS_CLUSTER: &str = "npm_connector_xds";
+
+/// Where `serve` listens, from `--xds grpc://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsTarget {
+    pub host: String,
+    pub port: u16,
+}
+
+impl XdsTarget {
+    pub fn parse(url: &url::Url) -> Result<Self, RenderError> {
+        let bad = || RenderError::Xds(url.to_string());
+        if url.scheme() != "grpc" {
+            return Err(bad());
+        }
+        Ok(XdsTarget { host: url.host_str().ok_or_else(bad)?.to_owned(), port: url.port().ok_or_else(bad)? })
+    }
+}
+
+/// A bootstrap that gets listeners, clusters and the filter's configuration (ECDS) from
+/// `serve` over ADS. The node's metadata tells `serve` where this Envoy's listener binds.
+pub fn xds_bootstrap(opts: &Options, node_id: &str, target: &XdsTarget) -> Result<Vec<OutFile>, RenderError> {
+    let mut doc = bootstrap_base(opts, node_id);
+    doc["node"]["metadata"] = json!({"npm_connector_listen": opts.listen.to_string()});
+    let address = match opts.resolve.get(&target.host) {
+        Some(ip) => ip.to_string(),
+        None => target.host.clone(),
+    };
+    let dns = address.parse::<std::net::IpAddr>().is_err();
+    let mut cluster = json!({
+        "name": XDS_CLUSTER,
+        "type": if dns { "LOGICAL_DNS" } else { "STATIC" },
+        "connect_timeout": "2s",
+        // gRPC needs HTTP/2; keepalive notices a control plane that vanished without a FIN.
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {
+                "connection_keepalive": {"interval": "10s", "timeout": "5s"}}}}},
+        "upstream_connection_options": {"tcp_keepalive": {"keepalive_time": 30, "keepalive_interval": 10, "keepalive_probes": 3}},
+        "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": address, "port_value": target.port}}}}]}]},
+    });
+    if dns {
+        cluster["dns_lookup_family"] = json!("V4_PREFERRED");
+    }
+    doc["static_resources"] = json!({"clusters": [cluster]});
+    doc["dynamic_resources"] = json!({
+        "ads_config": {
+            "api_type": "GRPC",
+            "transport_api_version": "V3",
+            "set_node_on_first_message_only": true,
+            "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER,
+                // Reconnect quickly after the control plane restarts; Envoy keeps the last
+                // configuration meanwhile.
+                "retry_policy": {"retry_back_off": {"base_interval": "0.25s", "max_interval": "5s"}, "num_retries": 100000}}}],
+        },
+        "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        "cds_config": {"ads": {}, "resource_api_version": "V3"},
+    });
+    let contents =
+        to_yaml(&doc, "# Rendered by npm-connector render --xds: everything else comes from npm-connector serve.")?;
+    Ok(vec![OutFile { path: PathBuf::from("envoy.yaml"), contents, secret: false }])
+}
+
+fn discovery_response(type_url: &str, items: &[Value]) -> Value {
+    let resources: Vec<Value> = items
+        .iter()
+        .map(|i| {
+            let mut r = json!({"@type": type_url});
+            if let (Some(o), Some(src)) = (r.as_object_mut(), i.as_object()) {
+                o.extend(src.clone());
+            }
+            r
+        })
+        .collect();
+    json!({"resources": resources})
+}
+
+/// File-based xDS: `lds.yaml`, `cds.yaml` and one `ecds-<name>.yaml` per filter configuration
+/// in `dir`, and a bootstrap that watches them. Writing new files there (atomically, as
+/// `render --xds-dir` does) updates Envoy.
+pub fn xds_dir_files(res: &Resources, opts: &Options, dir: &Path) -> Result<Vec<OutFile>, RenderError> {
+    let rel = |name: &str| -> PathBuf { dir.join(name) };
+    let mut files = vec![
+        OutFile {
+            path: rel("lds.yaml"),
+            contents: to_yaml(&discovery_response(LISTENER, &res.listeners), "# listeners")?,
+            secret: true,
+        },
+        OutFile {
+            path: rel("cds.yaml"),
+            contents: to_yaml(&discovery_response(CLUSTER, &res.clusters), "# clusters")?,
+            secret: false,
+        },
+    ];
+    for e in &res.extension_configs {
+        let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
+        files.push(OutFile {
+            path: rel(&format!("ecds-{name}.yaml")),
+            contents: to_yaml(
+                &discovery_response(EXTENSION_CONFIG, std::slice::from_ref(e)),
+                "# the filter's configuration (sealed credentials)",
+            )?,
+            secret: true,
+        });
+    }
+    let source = ConfigSource::Dir(dir.to_owned());
+    let mut doc = bootstrap_base(opts, "npm-connector");
+    doc["dynamic_resources"] = json!({
+        "lds_config": config_source(&source, "lds.yaml"),
+        "cds_config": config_source(&source, "cds.yaml"),
+    });
+    files.push(OutFile {
+        path: PathBuf::from("envoy.yaml"),
+        contents: to_yaml(&doc, "# Rendered by npm-connector render --xds-dir: Envoy watches the xDS directory.")?,
+        secret: false,
+    });
+    Ok(files)
+}

@@ -1,0 +1,307 @@
+//! `npm-connector serve`: the control plane's main loop. It watches a directory of Connector and
+//! Secret manifests (and SIGHUP), keeps client tokens, renders a snapshot per connected Envoy
+//! and hands it to the xDS cache. A bad manifest is logged and the last good snapshot stays.
+
+pub mod source;
+pub mod tokens;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use notify::Watcher as _;
+use tokio::sync::mpsc;
+
+use crate::manifest::Connector;
+use crate::render::{self, Accepted, ConfigSource, Options};
+use crate::token::Entropy;
+use crate::xds::cache::{Cache, NodeInfo};
+use crate::xds::snapshot::Snapshot;
+use tokens::TokenStore;
+
+/// How `serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub manifests: PathBuf,
+    pub namespace: String,
+    /// Rendering options; a node's `npm_connector_listen` metadata overrides `listen`.
+    pub opts: Options,
+    pub xds_addr: SocketAddr,
+    /// Where client-token hashes persist across restarts.
+    pub state: Option<PathBuf>,
+    /// Where to keep fresh client files for every connector (a directory pods mount).
+    pub clients: Option<PathBuf>,
+    /// Lifetime of the client tokens `serve` mints, seconds; renewed at half of it.
+    pub token_ttl: u64,
+    /// Quiet time after a file event before reloading.
+    pub debounce: Duration,
+    /// How often tokens are renewed and pruned and expiries checked.
+    pub tick: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error("cannot listen for xDS on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("cannot watch {0}: {1}")]
+    Watch(String, notify::Error),
+    #[error("cannot set up signal handling: {0}")]
+    Signal(std::io::Error),
+}
+
+/// How long expired client tokens stay known to the filter.
+const EXPIRED_GRACE: u64 = 3600;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// When a credential was first seen, to warn as its expiry nears.
+struct Seen {
+    fingerprint: [u8; 32],
+    since: u64,
+    warned: bool,
+}
+
+/// The control plane's state and its pure-ish operations; `run` drives it.
+pub struct Engine {
+    cfg: ServeConfig,
+    connectors: Vec<Connector>,
+    tokens: TokenStore,
+    /// When each connector's current client token was minted.
+    clients: BTreeMap<String, u64>,
+    seen: BTreeMap<String, Seen>,
+    entropy: Box<dyn Entropy + Send>,
+}
+
+impl Engine {
+    /// Loads the manifests; at start-up they must be good.
+    pub fn new(cfg: ServeConfig, entropy: Box<dyn Entropy + Send>) -> Result<Self, ServeError> {
+        let connectors = source::load_dir(&cfg.manifests, &cfg.namespace)?;
+        let mut tokens = TokenStore::open(cfg.state.as_deref());
+        tokens.reload();
+        let mut e = Engine { cfg, connectors, tokens, clients: BTreeMap::new(), seen: BTreeMap::new(), entropy };
+        e.note_credentials(now());
+        log::info!("loaded {} connector(s) from {}", e.connectors.len(), e.cfg.manifests.display());
+        Ok(e)
+    }
+
+    /// Re-reads manifests and tokens. On a bad manifest, logs what to fix and keeps the last good
+    /// connectors. Returns whether a new snapshot may be due.
+    pub fn reload(&mut self) -> bool {
+        self.tokens.reload();
+        match source::load_dir(&self.cfg.manifests, &self.cfg.namespace) {
+            Ok(c) => {
+                log::info!("reloaded {} connector(s) from {}", c.len(), self.cfg.manifests.display());
+                self.connectors = c;
+                self.note_credentials(now());
+                true
+            }
+            Err(e) => {
+                log::error!("manifests rejected, still serving the last good configuration: {e}");
+                true // tokens may have changed all the same
+            }
+        }
+    }
+
+    fn note_credentials(&mut self, now: u64) {
+        for c in &self.connectors {
+            let fp = c.credential.fingerprint();
+            let changed = self.seen.get(&c.id()).is_none_or(|s| s.fingerprint != fp);
+            if changed {
+                self.seen.insert(c.id(), Seen { fingerprint: fp, since: now, warned: false });
+            }
+        }
+    }
+
+    /// Warns about credentials within 10% of their lifetime from expiry whose Secret has not
+    /// changed since.
+    fn check_expiry(&mut self, now: u64) {
+        for c in &self.connectors {
+            let (Some(exp), Some(seen)) = (c.credential_expires_at, self.seen.get_mut(&c.id())) else { continue };
+            let margin = exp.saturating_sub(seen.since) / 10;
+            if now + margin >= exp && !seen.warned {
+                seen.warned = true;
+                if now >= exp {
+                    log::error!(
+                        "connector {}: the registry credential expired {} s ago and its Secret has not changed",
+                        c.id(),
+                        now - exp
+                    );
+                } else {
+                    log::warn!("connector {}: the registry credential expires in {} s and its Secret has not changed; refresh it", c.id(), exp - now);
+                }
+            }
+        }
+    }
+
+    /// Mints client tokens that are due (none yet, or past half their life) and writes the
+    /// client files; old tokens stay valid until their own expiry.
+    fn renew_clients(&mut self, now: u64) -> bool {
+        let Some(dir) = self.cfg.clients.clone() else { return false };
+        let mut changed = false;
+        let ttl = self.cfg.token_ttl;
+        for c in &self.connectors {
+            let due = self.clients.get(&c.id()).is_none_or(|&minted| now >= minted + ttl / 2);
+            if !due {
+                continue;
+            }
+            let token = match self.entropy.token() {
+                Ok(t) => t,
+                Err(e) => {
+                    log::error!("connector {}: cannot mint a client token: {e}", c.id());
+                    continue;
+                }
+            };
+            let accepted = Accepted { sha256: crate::token::hash(&token), expires_at: Some(now + ttl) };
+            if let Err(e) = self.tokens.add(&c.id(), accepted) {
+                log::error!("connector {}: {e}", c.id());
+                continue;
+            }
+            let files = match render::client_files(c, &self.cfg.opts, &token) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::error!("connector {}: {e}", c.id());
+                    continue;
+                }
+            };
+            if let Err(e) = crate::output::write(&dir, &files) {
+                log::error!("connector {}: {e}", c.id());
+                continue;
+            }
+            log::info!(
+                "connector {}: new client token, valid for {ttl} s; client files in {}",
+                c.id(),
+                dir.join(c.id()).display()
+            );
+            self.clients.insert(c.id(), now);
+            changed = true;
+        }
+        changed
+    }
+
+    /// Periodic work; returns whether the accepted tokens changed.
+    pub fn tick(&mut self, now: u64) -> bool {
+        self.check_expiry(now);
+        let renewed = self.renew_clients(now);
+        // Expired tokens stay in the filter for an hour: a client using one is told "token
+        // expired" rather than "not valid".
+        let pruned = self.tokens.prune(now.saturating_sub(EXPIRED_GRACE));
+        renewed || pruned
+    }
+
+    /// The snapshot for one node.
+    pub fn snapshot(&self, node: &NodeInfo) -> Result<Snapshot, String> {
+        let mut opts = self.cfg.opts.clone();
+        if let Some(l) = node.listen {
+            opts.listen = l;
+        }
+        let res = render::xds_resources(&self.connectors, &opts, self.tokens.accepted(), &ConfigSource::Ads)
+            .map_err(|e| e.to_string())?;
+        Snapshot::build(&res).map_err(|e| e.to_string())
+    }
+
+    /// Renders and sets the snapshot of every known node; a node whose snapshot fails keeps
+    /// its last one.
+    pub fn publish(&self, cache: &Cache) {
+        for node in cache.nodes() {
+            self.publish_node(cache, &node);
+        }
+    }
+
+    pub fn publish_node(&self, cache: &Cache, node: &NodeInfo) {
+        match self.snapshot(node) {
+            Ok(s) => {
+                log::debug!("node {}: snapshot {}", node.id, s.versions());
+                cache.set(&node.id, s);
+            }
+            Err(e) => log::error!("node {}: snapshot not built, keeping the last one: {e}", node.id),
+        }
+    }
+}
+
+/// Runs the control plane until `shutdown` completes.
+pub async fn run(
+    cfg: ServeConfig,
+    entropy: Box<dyn Entropy + Send>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let mut engine = Engine::new(cfg.clone(), entropy)?;
+    engine.tick(now());
+    let (cache, mut announced) = Cache::new();
+    let listener = tokio::net::TcpListener::bind(cfg.xds_addr).await.map_err(|e| ServeError::Bind(cfg.xds_addr, e))?;
+    log::info!("xDS (ADS, state of the world) on {}", cfg.xds_addr);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_cache = cache.clone();
+    let server = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let r = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(crate::xds::server::service(server_cache))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            log::error!("xDS server stopped: {e}");
+        }
+    });
+
+    // File events arrive on notify's thread; a change means "look again soon". Reads (our own
+    // reloads open the files) are not changes.
+    let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        use notify::EventKind::{Create, Modify, Remove};
+        if let Ok(ev) = res {
+            if matches!(ev.kind, Create(_) | Modify(_) | Remove(_)) {
+                let _ = fs_tx.send(());
+            }
+        }
+    })
+    .map_err(|e| ServeError::Watch(cfg.manifests.display().to_string(), e))?;
+    watcher
+        .watch(&cfg.manifests, notify::RecursiveMode::Recursive)
+        .map_err(|e| ServeError::Watch(cfg.manifests.display().to_string(), e))?;
+    if let Some(state) = &cfg.state {
+        let dir = state.join("tokens");
+        let _ = std::fs::create_dir_all(&dir);
+        watcher
+            .watch(&dir, notify::RecursiveMode::Recursive)
+            .map_err(|e| ServeError::Watch(dir.display().to_string(), e))?;
+    }
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(ServeError::Signal)?;
+    let mut tick = tokio::time::interval(cfg.tick);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(node) = announced.recv() => engine.publish_node(&cache, &node),
+            Some(()) = fs_rx.recv() => {
+                // Debounce: a ConfigMap update is several events (new dir, symlink swap, cleanup).
+                tokio::time::sleep(cfg.debounce).await;
+                while fs_rx.try_recv().is_ok() {}
+                if engine.reload() {
+                    engine.tick(now());
+                    engine.publish(&cache);
+                }
+            }
+            _ = hup.recv() => {
+                log::info!("SIGHUP: reloading");
+                engine.reload();
+                engine.tick(now());
+                engine.publish(&cache);
+            }
+            _ = tick.tick() => {
+                if engine.tick(now()) {
+                    engine.publish(&cache);
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(())
+}

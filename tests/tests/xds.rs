@@ -1,0 +1,283 @@
+//! The xDS control plane for real: `npm-connector serve` over a ConfigMap-style directory, two
+//! Envoys bootstrapped by `render --xds`, an HTTPS Verdaccio whose users rotate, and clients
+//! using the client files `serve --clients` keeps fresh.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use npm_connector_tests::configmap::ConfigMapDir;
+use npm_connector_tests::control::{self, get, npmrc_token, wait_for};
+use npm_connector_tests::envoy::{self, Envoy};
+use npm_connector_tests::procs::{free_port, Daemon};
+use npm_connector_tests::{pki, verdaccio};
+
+const CONNECTOR: &str = "team/npm";
+const WHOAMI: &str = "/team/npm/-/whoami";
+
+fn manifest(registry: &str, user: &str, password: &str) -> String {
+    format!(
+        "kind: Secret\napiVersion: v1\nmetadata:\n  name: login\n  namespace: team\ntype: kubernetes.io/basic-auth\n\
+         stringData:\n  username: {user}\n  password: \"{password}\"\n---\n\
+         apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: npm\n  namespace: team\n\
+         spec:\n  connectorClassName: npm\n  address: {registry}\n  auth:\n    name: basicAuth\n    secretRef:\n      name: login\n"
+    )
+}
+
+struct Plane {
+    dir: PathBuf,
+    xds_port: u16,
+    ca: PathBuf,
+    wasm: PathBuf,
+}
+
+impl Plane {
+    fn deploy_args(&self, listen: u16) -> Vec<String> {
+        [
+            "--mode",
+            "gateway",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--upstream-ca",
+            &self.ca.display().to_string(),
+            "--resolve",
+            "registry.test=127.0.0.1",
+            "--wasm",
+            &self.wasm.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn serve(&self, key: &Path, log: &str, ttl: &str) -> Daemon {
+        let mut args: Vec<String> = vec![
+            "-d".into(),
+            self.dir.join("manifests").display().to_string(),
+            "--xds-listen".into(),
+            format!("127.0.0.1:{}", self.xds_port),
+            "--state".into(),
+            self.dir.join("state").display().to_string(),
+            "--clients".into(),
+            self.dir.join("clients").display().to_string(),
+            "--key-file".into(),
+            key.display().to_string(),
+            "--token-ttl".into(),
+            ttl.into(),
+            "--debounce-ms".into(),
+            "50".into(),
+        ];
+        args.extend(self.deploy_args(10000));
+        control::serve(&args, self.dir.join(log))
+    }
+
+    /// `render --xds` for one node, then Envoy on it.
+    fn envoy(&self, node: &str, key: &str) -> Envoy {
+        let listen = free_port();
+        let out = self.dir.join(format!("envoy-{node}"));
+        let mut args: Vec<String> = vec![
+            "render".into(),
+            "-o".into(),
+            out.display().to_string(),
+            "--xds".into(),
+            format!("grpc://127.0.0.1:{}", self.xds_port),
+            "--node-id".into(),
+            node.into(),
+            "--no-validate".into(),
+        ];
+        args.extend(self.deploy_args(listen));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        control::run(&refs);
+        envoy::start(&out.join("envoy.yaml"), out.join("envoy.log"), listen, out.join("admin.sock"), Some(key))
+    }
+
+    fn client_token(&self) -> Option<String> {
+        npmrc_token(&self.dir.join("clients").join(CONNECTOR).join(".npmrc"))
+    }
+}
+
+fn user_of(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    v.get("username").and_then(|u| u.as_str()).map(str::to_owned)
+}
+
+fn whoami(port: u16, token: &str) -> (u16, Option<String>) {
+    let (status, body) = get(port, WHOAMI, token);
+    (status, user_of(&body))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[test]
+fn xds_control_plane_end_to_end() {
+    // E2E_KEEP=1 keeps the directory (logs, configs) for a look after a failure.
+    let tmp = tempfile::Builder::new()
+        .prefix("npm-connector-xds-")
+        .disable_cleanup(std::env::var_os("E2E_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    let d = tmp.path();
+    let pki = pki::make(d, &["registry.test", "127.0.0.1"]);
+    let vdir = d.join("verdaccio");
+    std::fs::create_dir_all(&vdir).unwrap();
+    let mut passwords: Vec<String> = vec![format!("pw-{}-0", std::process::id())];
+    let registry = verdaccio::start(&vdir, &pki, "registry.test", &[("ci-0", &passwords[0])]);
+    let mut cm = ConfigMapDir::new(&d.join("manifests"));
+    cm.write(&[("connectors.yaml", &manifest(&registry.public_url, "ci-0", &passwords[0]))]);
+    let key_file = d.join("key");
+    control::run(&["keygen", "-o", key_file.to_str().unwrap()]);
+    let key = std::fs::read_to_string(&key_file).unwrap().trim().to_owned();
+    let plane = Plane {
+        dir: d.to_owned(),
+        xds_port: free_port(),
+        ca: pki.ca_cert.clone(),
+        wasm: npm_connector_tests::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
+    };
+    let mut serve = plane.serve(&key_file, "serve.log", "30m");
+
+    // Two Envoys, two nodes, each with its own listener from its own snapshot.
+    let envoy_a = plane.envoy("envoy-a", &key);
+    let envoy_b = plane.envoy("envoy-b", &key);
+    let token = wait_for("client files from serve --clients", Duration::from_secs(20), || plane.client_token());
+    for e in [&envoy_a, &envoy_b] {
+        let who = wait_for("the first snapshot", Duration::from_secs(20), || match whoami(e.port, &token) {
+            (200, Some(u)) => Some(u),
+            _ => None,
+        });
+        assert_eq!(who, "ci-0");
+    }
+    assert_eq!(whoami(envoy_a.port, "npmc_wrong").0, 403);
+
+    // Rotation under load: a client loop keeps asking who it is while the credential rotates
+    // 50 times. During each switch-over the registry accepts the old and the new user, so no
+    // request may fail; the time from the file change to the first request carrying the new
+    // credential is the window a registry without overlap would fail in.
+    let stop = Arc::new(AtomicBool::new(false));
+    type Seen = Vec<(Instant, u16, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::new(Mutex::new(Vec::new()));
+    let loop_handle = {
+        let (stop, seen, token, port) = (stop.clone(), seen.clone(), token.clone(), envoy_a.port);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, user) = whoami(port, &token);
+                seen.lock().unwrap().push((Instant::now(), status, user));
+            }
+        })
+    };
+    let mut latencies = Vec::new();
+    for i in 1..=50 {
+        passwords.push(format!("pw-{}-{i}", std::process::id()));
+        let (old, new) = (format!("ci-{}", i - 1), format!("ci-{i}"));
+        verdaccio::write_users(&vdir, &[(&old, &passwords[i - 1]), (&new, &passwords[i])]);
+        let t0 = Instant::now();
+        cm.write(&[("connectors.yaml", &manifest(&registry.public_url, &new, &passwords[i]))]);
+        let t1 = wait_for(&format!("rotation {i} to reach the registry"), Duration::from_secs(20), || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .find(|(t, s, u)| *t >= t0 && *s == 200 && u.as_deref() == Some(&new))
+                .map(|(t, _, _)| *t)
+        });
+        latencies.push(t1 - t0);
+        // Every request after the first new one carries the new credential: retire the old user.
+        std::thread::sleep(Duration::from_millis(30));
+        verdaccio::write_users(&vdir, &[(&new, &passwords[i])]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    loop_handle.join().unwrap();
+    let seen = seen.lock().unwrap();
+    let failures: Vec<_> = seen.iter().filter(|(_, s, _)| *s != 200).collect();
+    latencies.sort();
+    println!(
+        "rotation: 50 credential rotations under load, {} requests, {} failed; file change -> first request with the new credential: p50 {:?}, p99 {:?}, max {:?}",
+        seen.len(),
+        failures.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+    assert!(seen.len() > 200, "the client loop ran");
+    assert!(failures.is_empty(), "requests failed during rotation: {:?}", &failures[..failures.len().min(5)]);
+    drop(seen);
+    let last = "ci-50".to_owned();
+
+    // A bad manifest: serve says what to fix and keeps serving the last good configuration.
+    cm.write(&[(
+        "connectors.yaml",
+        &manifest(&registry.public_url, &last, &passwords[50]).replace("address:", "adress:"),
+    )]);
+    wait_for("serve to reject the manifest", Duration::from_secs(10), || {
+        serve.log_text().contains("manifests rejected").then_some(())
+    });
+    let log = serve.log_text();
+    assert!(log.contains("connectors.yaml, document 2, spec.adress: unknown field `adress`"), "{log}");
+    serve.assert_running();
+    assert_eq!(whoami(envoy_a.port, &token), (200, Some(last.clone())));
+    cm.write(&[("connectors.yaml", &manifest(&registry.public_url, &last, &passwords[50]))]);
+
+    // A configuration the filter rejects: serve restarted with another key seals with it; the
+    // Envoys NACK (serve logs their error) and keep the last good configuration.
+    serve.terminate();
+    let other_key = d.join("other-key");
+    control::run(&["keygen", "-o", other_key.to_str().unwrap()]);
+    let wrong = plane.serve(&other_key, "serve-wrong-key.log", "30m");
+    wait_for("a NACK from each Envoy", Duration::from_secs(20), || {
+        let log = wrong.log_text();
+        (log.contains("node envoy-a rejected") && log.contains("node envoy-b rejected")).then_some(())
+    });
+    let log = wrong.log_text();
+    assert!(log.contains("Unable to create Wasm plugin npm_connector"), "Envoy's error detail is logged:\n{log}");
+    let envoy_log = envoy_a.daemon.log_text();
+    assert!(
+        envoy_log.contains("configuration rejected: connector team/npm: cannot unseal the credential"),
+        "{envoy_log}"
+    );
+    let token_now = plane.client_token().unwrap();
+    assert_eq!(whoami(envoy_a.port, &token).0, 200, "the last good configuration still serves");
+    assert_eq!(whoami(envoy_b.port, &token_now).0, 403, "tokens minted by the rejected snapshot do not work");
+    drop(wrong); // killed: the control plane is down
+
+    // Control plane down: Envoy keeps serving; a change made meanwhile applies after restart.
+    assert_eq!(whoami(envoy_a.port, &token), (200, Some(last.clone())));
+    passwords.push(format!("pw-{}-51", std::process::id()));
+    verdaccio::write_users(&vdir, &[(&last, &passwords[50]), ("ci-51", &passwords[51])]);
+    cm.write(&[("connectors.yaml", &manifest(&registry.public_url, "ci-51", &passwords[51]))]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(whoami(envoy_a.port, &token), (200, Some(last.clone())), "no control plane: unchanged");
+    let mut serve = plane.serve(&key_file, "serve-restarted.log", "30m");
+    let fresh = plane.client_token().unwrap();
+    for e in [&envoy_a, &envoy_b] {
+        wait_for("resync after restart", Duration::from_secs(30), || {
+            (whoami(e.port, &fresh) == (200, Some("ci-51".to_owned()))).then_some(())
+        });
+    }
+    assert_eq!(whoami(envoy_a.port, &token).0, 200, "tokens from before the restart stay valid (state dir)");
+
+    // Nothing leaks: neither the admin dump nor any log holds a password or a client token.
+    let mut secrets: Vec<String> = passwords.clone();
+    secrets.extend([token.clone(), fresh.clone(), key.clone()]);
+    let mut envoys = [envoy_a, envoy_b];
+    let mut texts = Vec::new();
+    for e in &envoys {
+        let dump = e.admin("/config_dump");
+        assert!(dump.contains(r#"\"credential\":{\"sealed\":"#), "the sealed form is in the dump");
+        texts.push(dump);
+    }
+    serve.terminate();
+    for e in envoys.iter_mut() {
+        e.daemon.terminate();
+        texts.push(e.daemon.log_text());
+    }
+    for log in ["serve.log", "serve-wrong-key.log", "serve-restarted.log", "envoy-envoy-a/envoy.yaml"] {
+        texts.push(std::fs::read_to_string(d.join(log)).unwrap());
+    }
+    for (i, t) in texts.iter().enumerate() {
+        for s in &secrets {
+            assert!(!t.contains(s.as_str()), "a secret leaked into text #{i}");
+        }
+    }
+    drop(registry);
+}
