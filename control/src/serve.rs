@@ -107,6 +107,7 @@ impl Engine {
         }
     }
 
+    /// Remembers when each credential was first seen, to measure its remaining lifetime.
     fn note_credentials(&mut self, now: u64) {
         for c in &self.connectors {
             let fp = c.credential.fingerprint();
@@ -118,24 +119,32 @@ impl Engine {
     }
 
     /// Warns about credentials within 10% of their lifetime from expiry whose Secret has not
-    /// changed since.
-    fn check_expiry(&mut self, now: u64) {
+    /// changed since; returns the warnings (also logged).
+    fn check_expiry(&mut self, now: u64) -> Vec<String> {
+        let mut said = Vec::new();
         for c in &self.connectors {
             let (Some(exp), Some(seen)) = (c.credential_expires_at, self.seen.get_mut(&c.id())) else { continue };
             let margin = exp.saturating_sub(seen.since) / 10;
             if now + margin >= exp && !seen.warned {
                 seen.warned = true;
-                if now >= exp {
-                    log::error!(
+                let msg = if now >= exp {
+                    format!(
                         "connector {}: the registry credential expired {} s ago and its Secret has not changed",
                         c.id(),
                         now - exp
-                    );
+                    )
                 } else {
-                    log::warn!("connector {}: the registry credential expires in {} s and its Secret has not changed; refresh it", c.id(), exp - now);
-                }
+                    format!(
+                        "connector {}: the registry credential expires in {} s and its Secret has not changed; refresh it",
+                        c.id(),
+                        exp - now
+                    )
+                };
+                log::warn!("{msg}");
+                said.push(msg);
             }
         }
+        said
     }
 
     /// Mints client tokens that are due (none yet, or past half their life) and writes the
@@ -185,7 +194,7 @@ impl Engine {
 
     /// Periodic work; returns whether the accepted tokens changed.
     pub fn tick(&mut self, now: u64) -> bool {
-        self.check_expiry(now);
+        let _warnings = self.check_expiry(now);
         let renewed = self.renew_clients(now);
         // Expired tokens stay in the filter for an hour: a client using one is told "token
         // expired" rather than "not valid".
@@ -305,3 +314,6 @@ pub async fn run(
     let _ = server.await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ pub mod configmap;
 pub mod control;
 pub mod envoy;
 pub mod pki;
+pub mod plane;
 pub mod procs;
 pub mod scenario;
 pub mod upstream;

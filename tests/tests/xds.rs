@@ -2,114 +2,15 @@
 //! Envoys bootstrapped by `render --xds`, an HTTPS Verdaccio whose users rotate, and clients
 //! using the client files `serve --clients` keeps fresh.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use npm_connector_tests::configmap::ConfigMapDir;
-use npm_connector_tests::control::{self, get, npmrc_token, wait_for};
-use npm_connector_tests::envoy::{self, Envoy};
-use npm_connector_tests::procs::{free_port, Daemon};
+use npm_connector_tests::control::{self, wait_for};
+use npm_connector_tests::plane::{manifest, percentile, whoami, Plane};
+use npm_connector_tests::procs::free_port;
 use npm_connector_tests::{pki, verdaccio};
-
-const CONNECTOR: &str = "team/npm";
-const WHOAMI: &str = "/team/npm/-/whoami";
-
-fn manifest(registry: &str, user: &str, password: &str) -> String {
-    format!(
-        "kind: Secret\napiVersion: v1\nmetadata:\n  name: login\n  namespace: team\ntype: kubernetes.io/basic-auth\n\
-         stringData:\n  username: {user}\n  password: \"{password}\"\n---\n\
-         apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: npm\n  namespace: team\n\
-         spec:\n  connectorClassName: npm\n  address: {registry}\n  auth:\n    name: basicAuth\n    secretRef:\n      name: login\n"
-    )
-}
-
-struct Plane {
-    dir: PathBuf,
-    xds_port: u16,
-    ca: PathBuf,
-    wasm: PathBuf,
-}
-
-impl Plane {
-    fn deploy_args(&self, listen: u16) -> Vec<String> {
-        [
-            "--mode",
-            "gateway",
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--upstream-ca",
-            &self.ca.display().to_string(),
-            "--resolve",
-            "registry.test=127.0.0.1",
-            "--wasm",
-            &self.wasm.display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-
-    fn serve(&self, key: &Path, log: &str, ttl: &str) -> Daemon {
-        let mut args: Vec<String> = vec![
-            "-d".into(),
-            self.dir.join("manifests").display().to_string(),
-            "--xds-listen".into(),
-            format!("127.0.0.1:{}", self.xds_port),
-            "--state".into(),
-            self.dir.join("state").display().to_string(),
-            "--clients".into(),
-            self.dir.join("clients").display().to_string(),
-            "--key-file".into(),
-            key.display().to_string(),
-            "--token-ttl".into(),
-            ttl.into(),
-            "--debounce-ms".into(),
-            "50".into(),
-        ];
-        args.extend(self.deploy_args(10000));
-        control::serve(&args, self.dir.join(log))
-    }
-
-    /// `render --xds` for one node, then Envoy on it.
-    fn envoy(&self, node: &str, key: &str) -> Envoy {
-        let listen = free_port();
-        let out = self.dir.join(format!("envoy-{node}"));
-        let mut args: Vec<String> = vec![
-            "render".into(),
-            "-o".into(),
-            out.display().to_string(),
-            "--xds".into(),
-            format!("grpc://127.0.0.1:{}", self.xds_port),
-            "--node-id".into(),
-            node.into(),
-            "--no-validate".into(),
-        ];
-        args.extend(self.deploy_args(listen));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        control::run(&refs);
-        envoy::start(&out.join("envoy.yaml"), out.join("envoy.log"), listen, out.join("admin.sock"), Some(key))
-    }
-
-    fn client_token(&self) -> Option<String> {
-        npmrc_token(&self.dir.join("clients").join(CONNECTOR).join(".npmrc"))
-    }
-}
-
-fn user_of(body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-    v.get("username").and_then(|u| u.as_str()).map(str::to_owned)
-}
-
-fn whoami(port: u16, token: &str) -> (u16, Option<String>) {
-    let (status, body) = get(port, WHOAMI, token);
-    (status, user_of(&body))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 #[test]
 fn xds_control_plane_end_to_end() {

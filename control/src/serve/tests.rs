@@ -1,0 +1,116 @@
+//! The engine without the network: snapshots per node, bad manifests, expiry warnings.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::*;
+use crate::render::{Key, Mode, Sealing, Unmatched};
+use crate::token::TokenError;
+
+struct Counter(u32);
+
+impl Entropy for Counter {
+    fn token(&mut self) -> Result<SecretString, TokenError> {
+        self.0 += 1;
+        Ok(SecretString::from(format!("npmc_test{}", self.0)))
+    }
+}
+
+fn manifest(expiry: Option<&str>) -> String {
+    let ann = expiry.map(|e| format!("  annotations:\n    npm-connector.io/expires-at: \"{e}\"\n")).unwrap_or_default();
+    format!(
+        "kind: Secret\nmetadata:\n  name: s\n{ann}type: kubernetes.io/basic-auth\nstringData:\n  username: u\n  password: p\n---\n\
+         kind: Connector\nmetadata:\n  name: npm\nspec:\n  connectorClassName: npm\n  address: https://registry.example/npm\n\
+         \x20 auth:\n    name: basicAuth\n    secretRef:\n      name: s\n"
+    )
+}
+
+fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine {
+    let opts = Options {
+        mode: Mode::Gateway,
+        listen: "127.0.0.1:10000".parse().unwrap(),
+        public_url: None,
+        wasm: "/x.wasm".into(),
+        admin_socket: "/a.sock".into(),
+        upstream_ca: None,
+        resolve: BTreeMap::new(),
+        unmatched: Unmatched::Passthrough,
+        token_expires_at: None,
+        sealing: Sealing::Key(Key::from_bytes([1; 32])),
+    };
+    let cfg = ServeConfig {
+        manifests: dir.to_owned(),
+        namespace: "ns".into(),
+        opts,
+        xds_addr: "127.0.0.1:0".parse().unwrap(),
+        state: None,
+        clients,
+        token_ttl: 100,
+        debounce: Duration::from_millis(1),
+        tick: Duration::from_secs(1),
+    };
+    Engine::new(cfg, Box::new(Counter(0))).unwrap()
+}
+
+fn node(id: &str, port: u16) -> NodeInfo {
+    NodeInfo { id: id.into(), listen: Some(format!("127.0.0.1:{port}").parse().unwrap()) }
+}
+
+#[test]
+fn nodes_get_their_own_listener_and_bad_manifests_keep_the_last_good() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("c.yaml"), manifest(None)).unwrap();
+    let mut e = engine(d.path(), None);
+    let a = e.snapshot(&node("a", 10001)).unwrap();
+    let b = e.snapshot(&node("b", 10002)).unwrap();
+    assert_ne!(a.types[crate::xds::LISTENER].version, b.types[crate::xds::LISTENER].version);
+    assert_eq!(a.types[crate::xds::CLUSTER].version, b.types[crate::xds::CLUSTER].version);
+
+    std::fs::write(d.path().join("c.yaml"), "kind: Connector\nspec: [").unwrap();
+    e.reload();
+    assert_eq!(e.snapshot(&node("a", 10001)).unwrap(), a, "the last good manifests still render");
+}
+
+#[test]
+fn tokens_minted_for_clients_reach_the_snapshot_only_as_hashes() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("c.yaml"), manifest(None)).unwrap();
+    let clients = tempfile::tempdir().unwrap();
+    let mut e = engine(d.path(), Some(clients.path().to_owned()));
+    let before = e.snapshot(&node("a", 1)).unwrap();
+    assert!(e.tick(1000), "first tick mints");
+    assert!(!e.tick(1040), "not due before half the TTL");
+    assert!(e.tick(1050), "due at half the TTL");
+    let after = e.snapshot(&node("a", 1)).unwrap();
+    assert_ne!(before.types[crate::xds::EXTENSION_CONFIG].version, after.types[crate::xds::EXTENSION_CONFIG].version);
+    assert_eq!(
+        before.types[crate::xds::LISTENER].version,
+        after.types[crate::xds::LISTENER].version,
+        "listeners untouched"
+    );
+    let npmrc = std::fs::read_to_string(clients.path().join("ns/npm/.npmrc")).unwrap();
+    assert!(npmrc.contains("npmc_test2"));
+    let bytes: Vec<u8> =
+        after.types[crate::xds::EXTENSION_CONFIG].resources.iter().flat_map(|r| r.any.value.clone()).collect();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains("npmc_test") && text.contains(&crate::token::hash(&SecretString::from("npmc_test2".to_owned())))
+    );
+}
+
+#[test]
+fn expiry_warnings_come_within_the_last_tenth_once() {
+    let d = tempfile::tempdir().unwrap();
+    // Expires 1000 s after it is first seen.
+    let start = now();
+    let exp = humantime::format_rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(start + 1000)).to_string();
+    std::fs::write(d.path().join("c.yaml"), manifest(Some(&exp))).unwrap();
+    let mut e = engine(d.path(), None);
+    assert!(e.check_expiry(start + 850).is_empty(), "15% left: quiet");
+    let w = e.check_expiry(start + 901);
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("ns/npm") && w[0].contains("expires in 99 s"), "{w:?}");
+    assert!(e.check_expiry(start + 950).is_empty(), "said once");
+}

@@ -1,0 +1,160 @@
+//! A control plane under test: `serve` over a ConfigMap-style manifests directory, Envoys
+//! bootstrapped with `render --xds`, and helpers to ask the registry who a request was.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::control::{self, get, npmrc_token};
+use crate::envoy::{self, Envoy};
+use crate::procs::{free_port, Daemon};
+
+pub const CONNECTOR: &str = "team/npm";
+pub const WHOAMI: &str = "/team/npm/-/whoami";
+
+pub fn manifest(registry: &str, user: &str, password: &str) -> String {
+    format!(
+        "kind: Secret\napiVersion: v1\nmetadata:\n  name: login\n  namespace: team\ntype: kubernetes.io/basic-auth\n\
+         stringData:\n  username: {user}\n  password: \"{password}\"\n---\n\
+         apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: npm\n  namespace: team\n\
+         spec:\n  connectorClassName: npm\n  address: {registry}\n  auth:\n    name: basicAuth\n    secretRef:\n      name: login\n"
+    )
+}
+
+pub struct Plane {
+    pub dir: PathBuf,
+    pub xds_port: u16,
+    pub ca: PathBuf,
+    pub wasm: PathBuf,
+}
+
+impl Plane {
+    pub fn deploy_args(&self, listen: u16) -> Vec<String> {
+        [
+            "--mode",
+            "gateway",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--upstream-ca",
+            &self.ca.display().to_string(),
+            "--resolve",
+            "registry.test=127.0.0.1",
+            "--wasm",
+            &self.wasm.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    pub fn serve(&self, key: &Path, log: &str, ttl: &str) -> Daemon {
+        let mut args: Vec<String> = vec![
+            "-d".into(),
+            self.dir.join("manifests").display().to_string(),
+            "--xds-listen".into(),
+            format!("127.0.0.1:{}", self.xds_port),
+            "--state".into(),
+            self.dir.join("state").display().to_string(),
+            "--clients".into(),
+            self.dir.join("clients").display().to_string(),
+            "--key-file".into(),
+            key.display().to_string(),
+            "--token-ttl".into(),
+            ttl.into(),
+            "--debounce-ms".into(),
+            "50".into(),
+        ];
+        args.extend(self.deploy_args(10000));
+        control::serve(&args, self.dir.join(log))
+    }
+
+    /// `render --xds` for one node, then Envoy on it.
+    pub fn envoy(&self, node: &str, key: &str) -> Envoy {
+        let listen = free_port();
+        let out = self.dir.join(format!("envoy-{node}"));
+        let mut args: Vec<String> = vec![
+            "render".into(),
+            "-o".into(),
+            out.display().to_string(),
+            "--xds".into(),
+            format!("grpc://127.0.0.1:{}", self.xds_port),
+            "--node-id".into(),
+            node.into(),
+            "--no-validate".into(),
+        ];
+        args.extend(self.deploy_args(listen));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        control::run(&refs);
+        envoy::start(&out.join("envoy.yaml"), out.join("envoy.log"), listen, out.join("admin.sock"), Some(key))
+    }
+
+    pub fn client_token(&self) -> Option<String> {
+        npmrc_token(&self.dir.join("clients").join(CONNECTOR).join(".npmrc"))
+    }
+}
+
+pub fn user_of(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    v.get("username").and_then(|u| u.as_str()).map(str::to_owned)
+}
+
+pub fn whoami(port: u16, token: &str) -> (u16, Option<String>) {
+    let (status, body) = get(port, WHOAMI, token);
+    (status, user_of(&body))
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A registry, a manifests directory with one connector for `ci-0`, a sealing key and the
+/// plane's paths: what every control-plane test starts from.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub pki: crate::pki::Pki,
+    pub registry: crate::verdaccio::Verdaccio,
+    pub manifests: crate::configmap::ConfigMapDir,
+    pub password: String,
+    pub key_file: PathBuf,
+    pub key: String,
+    pub plane: Plane,
+}
+
+impl World {
+    pub fn start(prefix: &str) -> World {
+        let tmp = tempfile::Builder::new()
+            .prefix(prefix)
+            .disable_cleanup(std::env::var_os("E2E_KEEP").is_some())
+            .tempdir()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let d = tmp.path().to_owned();
+        let pki = crate::pki::make(&d, &["registry.test", "127.0.0.1"]);
+        let vdir = d.join("verdaccio");
+        std::fs::create_dir_all(&vdir).unwrap_or_else(|e| panic!("{e}"));
+        let password = format!("pw-{}-0", std::process::id());
+        let registry = crate::verdaccio::start(&vdir, &pki, "registry.test", &[("ci-0", &password)]);
+        let mut manifests = crate::configmap::ConfigMapDir::new(&d.join("manifests"));
+        manifests.write(&[("connectors.yaml", &manifest(&registry.public_url, "ci-0", &password))]);
+        let key_file = d.join("key");
+        control::run(&["keygen", "-o", &key_file.display().to_string()]);
+        let key = std::fs::read_to_string(&key_file).unwrap_or_default().trim().to_owned();
+        let plane = Plane {
+            dir: d.clone(),
+            xds_port: free_port(),
+            ca: pki.ca_cert.clone(),
+            wasm: crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
+        };
+        World { tmp, pki, registry, manifests, password, key_file, key, plane }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// Waits for a node to answer with a user through the gateway.
+pub fn wait_user(port: u16, token: &str) -> String {
+    control::wait_for("a working snapshot", Duration::from_secs(30), || match whoami(port, token) {
+        (200, Some(u)) => Some(u),
+        _ => None,
+    })
+}
