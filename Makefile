@@ -66,10 +66,11 @@ demo: tools wasm
 	cargo build -q -p npm-connector
 	cargo run -q -p npm-connector-tests --bin demo
 
-## bench: bare Envoy vs native credential_injector vs our filter, with wrk
+## bench: filter cost (bare Envoy vs native credential_injector vs ours, wrk) and control-plane speed
 bench: tools wasm
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	cargo run -q --release -p npm-connector-tests --bin bench
+	cargo build -q --release -p npm-connector
+	NPM_CONNECTOR_BIN=$(CURDIR)/target/release/npm-connector cargo run -q --release -p npm-connector-tests --bin bench
 
 ## render-example: render examples/connectors.yaml into out/
 render-example: envoy wasm

@@ -29,7 +29,9 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     match Cli::parse().command {
         Cmd::Render(a) => cli::render::run(*a),
         Cmd::Keygen(a) => cli::keygen::run(a),

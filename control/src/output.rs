@@ -19,18 +19,24 @@ pub struct WriteError {
 }
 
 pub fn write(dir: &Path, files: &[OutFile]) -> Result<(), WriteError> {
+    let mut made: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
     for f in files {
         let path = dir.join(&f.path);
         let wrap = |source| WriteError { path: path.display().to_string(), source };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(wrap)?;
+            if made.insert(parent.to_owned()) {
+                std::fs::create_dir_all(parent).map_err(wrap)?;
+            }
         }
         let tmp = path.with_extension("tmp~");
         let mode = if f.secret { 0o600 } else { 0o644 };
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(wrap)?;
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(wrap)?;
+        // A leftover temporary file keeps its old mode: make sure.
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(wrap)?;
+        // Write then rename: readers (Envoy watching an xDS directory, pods reading client
+        // files) see the old file or the new one, never half of one.
         file.write_all(f.contents.as_bytes()).map_err(wrap)?;
-        file.sync_all().map_err(wrap)?;
         std::fs::rename(&tmp, &path).map_err(wrap)?;
     }
     Ok(())

@@ -17,7 +17,7 @@ use crate::manifest::Connector;
 use crate::render::{self, Accepted, ConfigSource, Options};
 use crate::token::Entropy;
 use crate::xds::cache::{Cache, NodeInfo};
-use crate::xds::snapshot::Snapshot;
+use crate::xds::snapshot::{EncodeCache, Snapshot};
 use tokens::TokenStore;
 
 /// How `serve` runs.
@@ -75,6 +75,7 @@ pub struct Engine {
     clients: BTreeMap<String, u64>,
     seen: BTreeMap<String, Seen>,
     entropy: Box<dyn Entropy + Send>,
+    encodings: std::sync::Mutex<EncodeCache>,
 }
 
 impl Engine {
@@ -83,7 +84,15 @@ impl Engine {
         let connectors = source::load_dir(&cfg.manifests, &cfg.namespace)?;
         let mut tokens = TokenStore::open(cfg.state.as_deref());
         tokens.reload();
-        let mut e = Engine { cfg, connectors, tokens, clients: BTreeMap::new(), seen: BTreeMap::new(), entropy };
+        let mut e = Engine {
+            cfg,
+            connectors,
+            tokens,
+            clients: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            entropy,
+            encodings: Default::default(),
+        };
         e.note_credentials(now());
         log::info!("loaded {} connector(s) from {}", e.connectors.len(), e.cfg.manifests.display());
         Ok(e)
@@ -210,7 +219,8 @@ impl Engine {
         }
         let res = render::xds_resources(&self.connectors, &opts, self.tokens.accepted(), &ConfigSource::Ads)
             .map_err(|e| e.to_string())?;
-        Snapshot::build(&res).map_err(|e| e.to_string())
+        let mut cache = self.encodings.lock().unwrap_or_else(|p| p.into_inner());
+        Snapshot::build_cached(&res, &mut cache).map_err(|e| e.to_string())
     }
 
     /// Renders and sets the snapshot of every known node; a node whose snapshot fails keeps
@@ -219,12 +229,14 @@ impl Engine {
         for node in cache.nodes() {
             self.publish_node(cache, &node);
         }
+        self.encodings.lock().unwrap_or_else(|p| p.into_inner()).sweep();
     }
 
     pub fn publish_node(&self, cache: &Cache, node: &NodeInfo) {
+        let started = std::time::Instant::now();
         match self.snapshot(node) {
             Ok(s) => {
-                log::debug!("node {}: snapshot {}", node.id, s.versions());
+                log::info!("node {}: snapshot {} built in {} ms", node.id, s.versions(), started.elapsed().as_millis());
                 cache.set(&node.id, s);
             }
             Err(e) => log::error!("node {}: snapshot not built, keeping the last one: {e}", node.id),

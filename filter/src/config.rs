@@ -1,6 +1,8 @@
 //! Filter configuration: strict JSON parsed into raw types, then validated once into the
 //! compiled form that every request shares.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 pub use crate::credential::Credential;
@@ -156,24 +158,27 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
             return Err(ConfigError::NoConnectors);
         }
         let mut connectors: Vec<Connector> = Vec::with_capacity(raw.connectors.len());
+        // Indexes, so that validating thousands of connectors stays linear.
+        let mut names: HashMap<String, usize> = HashMap::with_capacity(raw.connectors.len());
+        let mut claims: HashMap<(String, String), usize> = HashMap::with_capacity(raw.connectors.len());
         for (index, rc) in raw.connectors.into_iter().enumerate() {
             let c = Connector::validate(index, rc, key)?;
-            if connectors.iter().any(|o| o.name == c.name) {
+            if names.insert(c.name.clone(), index).is_some() {
                 return Err(ConfigError::DuplicateName(c.name));
             }
             // Two connectors with the same host pattern and prefix would make the choice of
             // credential depend on list order: refuse it.
-            for o in &connectors {
-                if o.prefix == c.prefix {
-                    if let Some(h) = c.hosts.iter().find(|h| o.hosts.contains(h)) {
-                        return Err(ConfigError::Overlap {
-                            first: o.name.clone(),
-                            second: c.name.clone(),
-                            host: h.to_string(),
-                            prefix: c.prefix.as_str().to_owned(),
-                        });
-                    }
+            for h in &c.hosts {
+                let claim = (h.to_string(), c.prefix.as_str().to_owned());
+                if let Some(&first) = claims.get(&claim) {
+                    return Err(ConfigError::Overlap {
+                        first: connectors[first].name.clone(),
+                        second: c.name.clone(),
+                        host: claim.0,
+                        prefix: claim.1,
+                    });
                 }
+                claims.insert(claim, connectors.len());
             }
             connectors.push(c);
         }

@@ -1,8 +1,6 @@
 //! The Envoy bootstrap: one listener running the wasm filter, one upstream cluster per registry,
 //! and the admin API on a unix socket.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use super::{filter, filter::authority, Mode, Options, Planned, RenderError, Unmatched, SYSTEM_CA};
@@ -91,13 +89,11 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Val
     match opts.mode {
         Mode::Forward => {
             // One virtual host per registry authority; Envoy matches `host` and `host:port`.
-            let mut by_up: BTreeMap<Upstream, Vec<String>> = BTreeMap::new();
-            for p in planned {
-                by_up.entry(Upstream::of(&p.connector.address)).or_default().push(p.connector.id());
-            }
+            let by_up: std::collections::BTreeSet<Upstream> =
+                planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
             let mut vhosts: Vec<Value> = by_up
                 .iter()
-                .map(|(up, ids)| {
+                .map(|up| {
                     let mut routes = Vec::new();
                     if side == Side::Outer {
                         // Clients such as yarn (hpagent) tunnel even plain-http requests with
@@ -112,7 +108,6 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Val
                         "name": up.cluster_name(),
                         "domains": [up.host, format!("{}:{}", up.host, up.port)],
                         "routes": routes,
-                        "metadata": {"filter_metadata": {"npm_connector": {"connectors": ids}}},
                     })
                 })
                 .collect();
@@ -187,7 +182,8 @@ fn access_log() -> Value {
 
 /// An HTTP connection manager with the path handling every npm-connector listener needs.
 fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -> Value {
-    json!({
+    // Large parts are moved in after the skeleton: `json!` would copy them.
+    let mut v = json!({
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -198,10 +194,19 @@ fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -
             "merge_slashes": true,
             "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
             "access_log": access_log(),
-            "route_config": {"name": stat_prefix, "virtual_hosts": virtual_hosts},
-            "http_filters": http_filters,
+            "route_config": {"name": stat_prefix},
         },
-    })
+    });
+    v["typed_config"]["route_config"]["virtual_hosts"] = Value::Array(virtual_hosts);
+    v["typed_config"]["http_filters"] = Value::Array(http_filters);
+    v
+}
+
+/// A listener around one HTTP connection manager.
+fn listener(mut head: Value, hcm: Value) -> Value {
+    head["filter_chains"] = json!([{"filters": []}]);
+    head["filter_chains"][0]["filters"] = Value::Array(vec![hcm]);
+    head
 }
 
 /// Where Envoy gets the wasm filter's configuration (and its other dynamic resources) from.
@@ -246,11 +251,13 @@ fn filter_entry(
     source: &ConfigSource,
     extension_configs: &mut Vec<Value>,
 ) -> Value {
-    let inline = wasm_filter(opts, filter_json, name);
+    let mut inline = wasm_filter(opts, filter_json, name);
     if *source == ConfigSource::Static {
         return inline;
     }
-    extension_configs.push(json!({"name": name, "typed_config": inline["typed_config"].clone()}));
+    let mut ext = json!({"name": name});
+    ext["typed_config"] = inline["typed_config"].take();
+    extension_configs.push(ext);
     json!({"name": name, "config_discovery": {
         "config_source": config_source(source, &format!("ecds-{name}.yaml")),
         "type_urls": [WASM_TYPE_URL]}})
@@ -265,7 +272,7 @@ pub fn resources(
     let forward = opts.mode == Mode::Forward;
     let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
     let mut res = Resources::default();
-    let outer_filter = filter::config(connectors, opts, forward)?;
+    let outer_filter = filter::config(connectors, opts, forward, true)?;
     let mut http_filters = vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs)];
     if passthrough {
         http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
@@ -281,20 +288,19 @@ pub fn resources(
         outer["typed_config"]["http_protocol_options"] = json!({"allow_absolute_url": true});
         outer["typed_config"]["upgrade_configs"] = json!([{"upgrade_type": "CONNECT"}]);
     }
-    res.listeners.push(json!({
-        "name": listener_name,
-        "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}},
-        "filter_chains": [{"filters": [outer]}],
-    }));
+    res.listeners.push(listener(
+        json!({"name": listener_name, "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}}}),
+        outer,
+    ));
     if forward {
-        let tunnel_filter = filter::config(connectors, opts, false)?;
+        // The same connectors as the outer listener's, validated there already.
+        let tunnel_filter = filter::config(connectors, opts, false, false)?;
         let inner_filters = vec![
             filter_entry("npm_connector_tunnel", &tunnel_filter, opts, source, &mut res.extension_configs),
             router(),
         ];
         let inner = hcm("npm_connector_tunnel", virtual_hosts(planned, opts, Side::Tunnel), inner_filters);
-        res.listeners
-            .push(json!({"name": TUNNEL_LISTENER, "internal_listener": {}, "filter_chains": [{"filters": [inner]}]}));
+        res.listeners.push(listener(json!({"name": TUNNEL_LISTENER, "internal_listener": {}}), inner));
     }
 
     let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
@@ -342,6 +348,8 @@ pub(crate) fn to_yaml(doc: &Value, header: &str) -> Result<String, RenderError> 
 pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options, connectors: &[Value]) -> Result<String, RenderError> {
     let res = resources(planned, opts, connectors, &ConfigSource::Static)?;
     let mut doc = bootstrap_base(opts, "npm-connector");
-    doc["static_resources"] = json!({"listeners": res.listeners, "clusters": res.clusters});
+    doc["static_resources"] = json!({});
+    doc["static_resources"]["listeners"] = Value::Array(res.listeners);
+    doc["static_resources"]["clusters"] = Value::Array(res.clusters);
     to_yaml(&doc, "# Rendered by npm-connector render. Holds the sealed registry credential: keep it 0600.")
 }

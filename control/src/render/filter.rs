@@ -74,13 +74,23 @@ pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<
 /// The filter configuration of one listener; `proxy_listener`: clients reach it as an HTTP
 /// proxy, so a missing token gets 407. Checked with the filter's own validator (which opens
 /// the sealed credentials with the same key).
-pub(crate) fn config(connectors: &[Value], opts: &Options, proxy_listener: bool) -> Result<String, RenderError> {
-    let cfg = json!({
-        "unmatched": opts.unmatched,
-        "proxy_listener": proxy_listener,
-        "connectors": connectors,
-    });
-    let text = cfg.to_string();
+pub(crate) fn config(
+    connectors: &[Value],
+    opts: &Options,
+    proxy_listener: bool,
+    validate: bool,
+) -> Result<String, RenderError> {
+    #[derive(serde::Serialize)]
+    struct FilterConfig<'a> {
+        unmatched: npm_connector_filter::config::Unmatched,
+        proxy_listener: bool,
+        connectors: &'a [Value],
+    }
+    let cfg = FilterConfig { unmatched: opts.unmatched, proxy_listener, connectors };
+    let text = serde_json::to_string(&cfg).map_err(|e| RenderError::Filter(e.to_string()))?;
+    if !validate {
+        return Ok(text);
+    }
     let key = match &opts.sealing {
         Sealing::Key(k) => Some(k),
         Sealing::Plaintext => None,

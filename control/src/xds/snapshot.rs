@@ -2,7 +2,7 @@
 //! a hash of its contents (so an unchanged type is never pushed again), checked for
 //! consistency before anyone sees it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use envoy_types::pb::google::protobuf::Any;
 use serde_json::Value;
@@ -103,27 +103,101 @@ fn check(res: &Resources) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-fn typed(type_url: &'static str, items: &[Value]) -> Result<Typed, SnapshotError> {
+/// Encoded resources by the hash of their JSON: re-rendering after a credential change
+/// re-encodes only what changed (the filter's configuration), not thousands of routes.
+#[derive(Default)]
+pub struct EncodeCache {
+    map: HashMap<[u8; 32], Any>,
+    used: HashSet<[u8; 32]>,
+}
+
+impl EncodeCache {
+    /// Encodes every `(type, resource)`, from the cache where the JSON is unchanged; the rest
+    /// is encoded on two threads (Envoy's protobuf through reflection is the slow part).
+    fn encode_all(&mut self, items: &[(&'static str, &Value)]) -> Result<Vec<Any>, XdsError> {
+        let mut sizes = Vec::with_capacity(items.len());
+        let keys: Vec<[u8; 32]> = items
+            .iter()
+            .map(|(t, json)| {
+                let text = json.to_string();
+                sizes.push(text.len());
+                let mut h = Sha256::new();
+                h.update(t.as_bytes());
+                h.update(text.as_bytes());
+                h.finalize().into()
+            })
+            .collect();
+        // Split the misses into two halves of about equal size, largest first.
+        let mut missing: Vec<usize> = (0..items.len()).filter(|&i| !self.map.contains_key(&keys[i])).collect();
+        missing.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+        let (mut left, mut right, mut load) = (Vec::new(), Vec::new(), [0usize; 2]);
+        for i in missing {
+            let side = usize::from(load[1] < load[0]);
+            load[side] += sizes[i];
+            if side == 0 {
+                left.push(i)
+            } else {
+                right.push(i)
+            }
+        }
+        let (left, right) = (&left[..], &right[..]);
+        let encode = |idx: &[usize]| -> Result<Vec<(usize, Any)>, XdsError> {
+            idx.iter().map(|&i| to_any(items[i].0, items[i].1).map(|a| (i, a))).collect()
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let h = s.spawn(|| encode(right));
+            let a = encode(left);
+            (a, h.join())
+        });
+        let b = b.map_err(|_| XdsError::Descriptors("an encoding thread panicked".into()))?;
+        for (i, any) in a?.into_iter().chain(b?) {
+            self.map.insert(keys[i], any);
+        }
+        self.used.extend(keys.iter().copied());
+        keys.iter()
+            .map(|k| {
+                self.map.get(k).cloned().ok_or_else(|| XdsError::Descriptors("encoding cache lost an entry".into()))
+            })
+            .collect()
+    }
+
+    /// Forgets every entry not used since the last call: call it after a round of builds.
+    pub fn sweep(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.map.retain(|k, _| used.contains(k));
+    }
+}
+
+/// Versions each type by hashing its encoded resources.
+fn typed(items: &[Value], anys: Vec<Any>) -> Typed {
     let mut hash = Sha256::new();
     let mut resources = Vec::with_capacity(items.len());
-    for i in items {
-        let any = to_any(type_url, i)?;
+    for (i, any) in items.iter().zip(anys) {
         hash.update(&any.value);
         hash.update([0]);
         let name = i.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
         resources.push(Resource { name, any });
     }
-    Ok(Typed { version: hex::encode(&hash.finalize()[..8]), resources })
+    Typed { version: hex::encode(&hash.finalize()[..8]), resources }
 }
 
 impl Snapshot {
     /// Checks and encodes rendered resources.
     pub fn build(res: &Resources) -> Result<Self, SnapshotError> {
+        Self::build_cached(res, &mut EncodeCache::default())
+    }
+
+    /// Like [`Snapshot::build`], reusing encodings of unchanged resources.
+    pub fn build_cached(res: &Resources, cache: &mut EncodeCache) -> Result<Self, SnapshotError> {
         check(res)?;
+        let groups = [(CLUSTER, &res.clusters), (LISTENER, &res.listeners), (EXTENSION_CONFIG, &res.extension_configs)];
+        let items: Vec<(&'static str, &Value)> =
+            groups.iter().flat_map(|(t, v)| v.iter().map(move |x| (*t, x))).collect();
+        let mut anys = cache.encode_all(&items)?.into_iter();
         let mut types = BTreeMap::new();
-        types.insert(CLUSTER, typed(CLUSTER, &res.clusters)?);
-        types.insert(LISTENER, typed(LISTENER, &res.listeners)?);
-        types.insert(EXTENSION_CONFIG, typed(EXTENSION_CONFIG, &res.extension_configs)?);
+        for (t, v) in groups {
+            types.insert(t, typed(v, anys.by_ref().take(v.len()).collect()));
+        }
         Ok(Snapshot { types })
     }
 

@@ -1,6 +1,6 @@
-//! `make bench`: the filter's cost against bare Envoy and Envoy's native credential_injector,
-//! all in one run, with wrk against each on loopback. Prints requests/s, p50/p99 latency, the
-//! ratios, µs of Envoy CPU per request and the `.wasm` size, and writes BENCHMARKS.md.
+//! The filter's cost against bare Envoy and Envoy's native credential_injector, all in one
+//! run, with wrk against each on loopback: requests/s, p50/p99 latency, the ratios, µs of Envoy
+//! CPU per request and the `.wasm` size.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,18 +8,16 @@ use std::time::Duration;
 
 use npm_connector_tests::envoy::{self, Envoy};
 use npm_connector_tests::procs::free_port;
+use npm_connector_tests::tool;
 use npm_connector_tests::upstream::Upstream;
-use npm_connector_tests::{root, tool};
+
+use crate::knob;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "npmc_bench-token-0123456789abcdefghijklmnopqrstuvw";
 /// Defaults; `BENCH_SECONDS` and `BENCH_ROUNDS` override them for a quick look.
 const SECONDS: u32 = 5;
 const ROUNDS: usize = 3;
-
-fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Filter {
@@ -157,7 +155,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
+/// Runs the filter bench; returns its section of BENCHMARKS.md.
+pub fn run() -> String {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let wasm_size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -220,8 +219,7 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let report = format!(
-        "# Benchmarks\n\nRecorded by `make bench` (tests/src/bin/bench.rs); every figure below comes from one run on one machine, \
-         so compare rows with each other, not with other machines.\n\n\
+        "## Filter cost per request\n\n\
          - Machine: {} cores; Envoy `{}` with `--concurrency 1`; wrk 1 thread, 16 connections, {seconds} s per variant after a 1 s warm-up; \
          median of {rounds} rounds, variants interleaved.\n\
          - Every request carries `Authorization: Bearer <connector token>`; the filter checks it (SHA-256, constant-time compare) and \
@@ -233,6 +231,5 @@ fn main() {
         envoy_version.split_whitespace().last().unwrap_or("?"),
     );
     println!("\n{table}\nwasm size: {wasm_size} bytes");
-    std::fs::write(root().join("BENCHMARKS.md"), report).unwrap_or_else(|e| panic!("{e}"));
-    println!("wrote BENCHMARKS.md");
+    report
 }

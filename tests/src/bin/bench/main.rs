@@ -1,0 +1,31 @@
+//! `make bench`: the filter's cost per request (against bare Envoy and the native
+//! credential_injector) and the control plane's speed, in one run; writes BENCHMARKS.md.
+//! `BENCH_ONLY=filter|control` runs one part (and leaves BENCHMARKS.md alone).
+
+mod control;
+mod filter;
+
+/// A number from the environment, for quicker looks.
+pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let mut sections = Vec::new();
+    if only.is_empty() || only == "filter" {
+        sections.push(filter::run());
+    }
+    if only.is_empty() || only == "control" {
+        sections.push(control::run());
+    }
+    if only.is_empty() {
+        let report = format!(
+            "# Benchmarks\n\nRecorded by `make bench` (tests/src/bin/bench/); every figure below comes from one run on one \
+             machine, so compare rows with each other, not with other machines.\n\n{}",
+            sections.join("\n")
+        );
+        std::fs::write(npm_connector_tests::root().join("BENCHMARKS.md"), report).unwrap_or_else(|e| panic!("{e}"));
+        println!("wrote BENCHMARKS.md");
+    }
+}
