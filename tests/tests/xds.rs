@@ -68,6 +68,9 @@ fn xds_control_plane_end_to_end() {
             }
         })
     };
+    // Credential changes push only the filter's configuration (ECDS): count the other ACKs.
+    let other_acks = |log: &str| log.matches(" acked Listener ").count() + log.matches(" acked Cluster ").count();
+    let other_before = other_acks(&serve.log_text());
     let mut latencies = Vec::new();
     for i in 1..=50 {
         passwords.push(format!("pw-{}-{i}", std::process::id()));
@@ -101,6 +104,7 @@ fn xds_control_plane_end_to_end() {
         latencies.last().unwrap()
     );
     assert!(seen.len() > 200, "the client loop ran");
+    assert_eq!(other_acks(&serve.log_text()), other_before, "rotations pushed listeners or clusters");
     assert!(failures.is_empty(), "requests failed during rotation: {:?}", &failures[..failures.len().min(5)]);
     drop(seen);
     let last = "ci-50".to_owned();
@@ -156,6 +160,14 @@ fn xds_control_plane_end_to_end() {
         });
     }
     assert_eq!(whoami(envoy_a.port, &token).0, 200, "tokens from before the restart stay valid (state dir)");
+
+    // SIGHUP reloads too.
+    let hup = std::process::Command::new("kill").args(["-HUP", &serve.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    wait_for("a reload on SIGHUP", Duration::from_secs(10), || {
+        serve.log_text().contains("SIGHUP: reloading").then_some(())
+    });
+    serve.assert_running();
 
     // Nothing leaks: neither the admin dump nor any log holds a password or a client token.
     let mut secrets: Vec<String> = passwords.clone();
