@@ -78,7 +78,7 @@ render-example: envoy wasm
 
 ## golden: rewrite the checked-in rendered configs after an intended change
 golden:
-	UPDATE_GOLDEN=1 cargo test -p npm-connector golden
+	UPDATE_GOLDEN=1 cargo test -p npm-connector --lib golden
 
 ## e2e-docker: the same stack with the official Envoy and Verdaccio images (needs Docker)
 e2e-docker: wasm

@@ -109,8 +109,11 @@ fn xds_control_plane_end_to_end() {
         let log = wrong.log_text();
         (log.contains("node envoy-a rejected") && log.contains("node envoy-b rejected")).then_some(())
     });
+    // A rejected version is not pushed again: a second later each node has rejected it once.
+    std::thread::sleep(Duration::from_secs(1));
     let log = wrong.log_text();
     assert!(log.contains("Unable to create Wasm plugin npm_connector"), "Envoy's error detail is logged:\n{log}");
+    assert_eq!(log.matches("node envoy-a rejected").count(), 1, "{log}");
     let envoy_log = envoy_a.daemon.log_text();
     assert!(
         envoy_log.contains("configuration rejected: connector team/npm: cannot unseal the credential"),

@@ -189,3 +189,32 @@ fn example_key_file_matches_the_golden_key() {
     let text = std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap();
     assert_eq!(text.trim(), Key::from_bytes(EXAMPLE_KEY).to_base64());
 }
+
+/// The `render --xds` bootstrap is checked in too.
+#[test]
+fn golden_xds_bootstrap() {
+    let mut o = opts(Mode::Gateway);
+    o.sealing = Sealing::Plaintext; // it carries no credential
+    let target = XdsTarget { host: "npm-connector.build.svc".into(), port: 18000 };
+    let files = xds_bootstrap(&o, "envoy-a", &target).unwrap();
+    let text = &files[0].contents;
+    for want in [
+        "set_node_on_first_message_only: true",
+        "connection_keepalive",
+        "retry_back_off",
+        "npm_connector_listen: 127.0.0.1:10000",
+        "id: envoy-a",
+    ] {
+        assert!(text.contains(want), "{want}");
+    }
+    let path = root().join("envoy/examples/xds/envoy.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    assert!(
+        std::fs::read_to_string(&path).unwrap_or_default() == *text,
+        "{} is stale: run `make golden`",
+        path.display()
+    );
+}
