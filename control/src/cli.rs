@@ -1,5 +1,6 @@
 //! The subcommands of the `npm-connector` binary and what they share.
 
+pub mod ca;
 pub mod keygen;
 pub mod render;
 pub mod serve;

@@ -3,6 +3,7 @@
 
 pub mod manifest;
 pub mod output;
+pub mod pki;
 pub mod render;
 pub mod serve;
 pub mod token;

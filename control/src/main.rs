@@ -26,6 +26,8 @@ enum Cmd {
     Serve(Box<cli::serve::ServeArgs>),
     /// Mint a client token for a connector, with a TTL (for `serve --state`).
     Token(cli::token::TokenArgs),
+    /// The connector CA for HTTPS-proxy mode.
+    Ca(cli::ca::CaArgs),
 }
 
 fn main() -> Result<()> {
@@ -37,5 +39,6 @@ fn main() -> Result<()> {
         Cmd::Keygen(a) => cli::keygen::run(a),
         Cmd::Serve(a) => cli::serve::run(*a),
         Cmd::Token(a) => cli::token::run(a),
+        Cmd::Ca(a) => cli::ca::run(a),
     }
 }

@@ -118,3 +118,15 @@ fn sealing_needs_a_key_or_an_explicit_opt_out() {
     let envoy = std::fs::read_to_string(out.join("envoy.yaml")).unwrap();
     assert!(envoy.contains("sealed") && !envoy.contains("your-registry-password") && !envoy.contains(k.trim()));
 }
+
+#[test]
+fn ca_init_keeps_the_key_private_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("ca");
+    let o = cli(&["ca", "init", "--dir", d.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::metadata(d.join("ca-key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(d.join("ca.pem")).unwrap().contains("BEGIN CERTIFICATE"));
+    let o = cli(&["ca", "init", "--dir", d.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("already has a CA"), "{}", text(&o));
+}
