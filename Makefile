@@ -70,6 +70,7 @@ demo: tools wasm
 bench: tools wasm
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cargo build -q --release -p npm-connector
+	cargo build -q --release -p npm-connector-noop-filter --target wasm32-wasip1
 	NPM_CONNECTOR_BIN=$(CURDIR)/target/release/npm-connector cargo run -q --release -p npm-connector-tests --bin bench
 
 ## render-example: render examples/connectors.yaml into out/

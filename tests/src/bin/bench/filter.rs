@@ -23,6 +23,8 @@ const ROUNDS: usize = 3;
 enum Filter {
     Bare,
     Native,
+    /// A Rust proxy-wasm filter that only continues: the floor any Wasm filter pays.
+    Noop,
     Ours,
 }
 
@@ -31,6 +33,7 @@ impl Filter {
         match self {
             Filter::Bare => "bare Envoy",
             Filter::Native => "native credential_injector",
+            Filter::Noop => "no-op Rust Wasm filter",
             Filter::Ours => "npm-connector filter",
         }
     }
@@ -49,6 +52,16 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
                     "credential": {"name": "bench-credential"}, "header": "Authorization"}}}}),
             router,
         ],
+        Filter::Noop => {
+            let noop = wasm.with_file_name("npm_connector_noop_filter.wasm");
+            vec![
+                json!({"name": "envoy.filters.http.wasm", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {"name": "noop", "root_id": "noop",
+                        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": noop.display().to_string()}}}}}}),
+                router,
+            ]
+        }
         Filter::Ours => {
             let cfg = json!({"connectors": [{
                 "name": "bench/npm", "hosts": ["*"], "path_prefix": "/bench/npm/",
@@ -161,8 +174,10 @@ pub fn run() -> String {
     let wasm_size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let upstream = Upstream::quiet();
-    let variants: Vec<(Filter, bool)> =
-        [Filter::Bare, Filter::Native, Filter::Ours].iter().flat_map(|&f| [(f, false), (f, true)]).collect();
+    let variants: Vec<(Filter, bool)> = [Filter::Bare, Filter::Native, Filter::Noop, Filter::Ours]
+        .iter()
+        .flat_map(|&f| [(f, false), (f, true)])
+        .collect();
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     let (seconds, rounds) = (knob("BENCH_SECONDS", SECONDS), knob("BENCH_ROUNDS", ROUNDS));
     for round in 0..rounds {
