@@ -83,18 +83,20 @@ impl Ca {
         Ok(Ca { cert_pem: read(CA_CERT)?, key_pem: SecretString::from(read(CA_KEY)?) })
     }
 
-    /// Mints a leaf for `host` (a DNS name or an IP address), valid from an hour ago for
-    /// `validity`, signed by this CA.
-    pub fn mint_leaf(&self, host: &str, now: SystemTime, validity: Duration) -> Result<Leaf, PkiError> {
+    /// Mints a leaf naming `hosts` (DNS names or IP addresses; the first is also the common
+    /// name), valid from an hour ago for `validity`, signed by this CA.
+    pub fn mint_leaf(&self, hosts: &[&str], now: SystemTime, validity: Duration) -> Result<Leaf, PkiError> {
         let ca_key = KeyPair::from_pem(self.key_pem.expose_secret()).map_err(cert_err)?;
         let ca_params = CertificateParams::from_ca_cert_pem(&self.cert_pem).map_err(cert_err)?;
         let issuer = ca_params.self_signed(&ca_key).map_err(cert_err)?;
         let mut p = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
-        p.subject_alt_names = vec![match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.try_into().map_err(cert_err)?),
-        }];
-        p.distinguished_name.push(DnType::CommonName, host);
+        for host in hosts {
+            p.subject_alt_names.push(match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*host).try_into().map_err(cert_err)?),
+            });
+        }
+        p.distinguished_name.push(DnType::CommonName, hosts.first().copied().unwrap_or("npm-connector"));
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         p.not_before = odt(now - Duration::from_secs(3600));
@@ -126,7 +128,7 @@ mod tests {
 
         let ca = Ca::load(d.path()).unwrap();
         let now = SystemTime::now();
-        let leaf = ca.mint_leaf("registry.example.com", now, Duration::from_secs(24 * 3600)).unwrap();
+        let leaf = ca.mint_leaf(&["registry.example.com"], now, Duration::from_secs(24 * 3600)).unwrap();
         let (_, ca_der) = x509_parser::pem::parse_x509_pem(ca.cert_pem.as_bytes()).unwrap();
         let (_, leaf_der) = x509_parser::pem::parse_x509_pem(leaf.cert_pem.as_bytes()).unwrap();
         let ca_cert = ca_der.parse_x509().unwrap();
@@ -138,7 +140,7 @@ mod tests {
         assert!(!leaf_cert.is_ca());
         assert_eq!(leaf_cert.validity().not_after.timestamp() as u64, leaf.not_after);
 
-        let ip_leaf = ca.mint_leaf("127.0.0.1", now, Duration::from_secs(60)).unwrap();
+        let ip_leaf = ca.mint_leaf(&["127.0.0.1", "registry.example.com"], now, Duration::from_secs(60)).unwrap();
         assert!(ip_leaf.cert_pem.contains("BEGIN CERTIFICATE"));
     }
 

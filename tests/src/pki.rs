@@ -1,8 +1,11 @@
-//! A throwaway test CA and a server certificate for the registry's host names.
+//! A throwaway test CA (the control plane's own `pki`, as `ca init` makes it) and a server
+//! certificate for the registry's host names.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use npm_connector::pki::{self, Ca};
+use secrecy::ExposeSecret;
 
 pub struct Pki {
     pub ca_cert: PathBuf,
@@ -10,30 +13,19 @@ pub struct Pki {
     pub server_key: PathBuf,
 }
 
-/// Writes `ca.pem`, `server.pem` and `server-key.pem` into `dir`; the server certificate names
-/// every entry of `names` (DNS names or IP addresses).
+/// Writes `ca.pem` (and its key), `server.pem` and `server-key.pem` into `dir`; the server
+/// certificate names every entry of `names` (DNS names or IP addresses) for a day.
 pub fn make(dir: &Path, names: &[&str]) -> Pki {
-    let go = || -> Result<Pki, rcgen::Error> {
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "npm-connector test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let ca_key = KeyPair::generate()?;
-        let ca_cert = ca.self_signed(&ca_key)?;
-        let mut leaf = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        leaf.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("server"));
-        let leaf_key = KeyPair::generate()?;
-        let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key)?;
-        let pki = Pki {
-            ca_cert: dir.join("ca.pem"),
-            server_cert: dir.join("server.pem"),
-            server_key: dir.join("server-key.pem"),
-        };
-        let write = |p: &Path, s: String| std::fs::write(p, s).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        write(&pki.ca_cert, ca_cert.pem());
-        write(&pki.server_cert, leaf_cert.pem());
-        write(&pki.server_key, leaf_key.serialize_pem());
-        Ok(pki)
+    pki::init(dir, "npm-connector test CA").unwrap_or_else(|e| panic!("test CA: {e}"));
+    let ca = Ca::load(dir).unwrap_or_else(|e| panic!("test CA: {e}"));
+    let leaf = ca.mint_leaf(names, SystemTime::now(), Duration::from_secs(86400)).unwrap_or_else(|e| panic!("{e}"));
+    let pki = Pki {
+        ca_cert: dir.join(pki::CA_CERT),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server-key.pem"),
     };
-    go().unwrap_or_else(|e| panic!("test PKI: {e}"))
+    let write = |p: &Path, s: &str| std::fs::write(p, s).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    write(&pki.server_cert, &leaf.cert_pem);
+    write(&pki.server_key, leaf.key_pem.expose_secret());
+    pki
 }
