@@ -155,16 +155,21 @@ fn plan<'a>(
 /// A connector's client files (`.npmrc`, `.yarnrc.yml`) carrying `token`.
 pub fn client_files(c: &Connector, opts: &Options, token: &SecretString) -> Result<Vec<OutFile>, RenderError> {
     let public = opts.public_url()?;
-    let registry = client_registry(c, opts, &public);
-    let dir = PathBuf::from(&c.namespace).join(&c.name);
-    Ok(vec![
-        OutFile { path: dir.join(".npmrc"), contents: client::npmrc(c, &registry, opts, &public, token), secret: true },
-        OutFile {
-            path: dir.join(".yarnrc.yml"),
-            contents: client::yarnrc(c, &registry, opts, &public, token),
-            secret: true,
-        },
-    ])
+    Ok(files_for(&client::Client {
+        connector: c,
+        registry: &client_registry(c, opts, &public),
+        public: &public,
+        mode: opts.mode,
+        token,
+    }))
+}
+
+fn files_for(client: &client::Client<'_>) -> Vec<OutFile> {
+    let dir = PathBuf::from(&client.connector.namespace).join(&client.connector.name);
+    vec![
+        OutFile { path: dir.join(".npmrc"), contents: client.npmrc(), secret: true },
+        OutFile { path: dir.join(".yarnrc.yml"), contents: client.yarnrc(), secret: true },
+    ]
 }
 
 /// Renders the output directory of a static deployment: a fresh client token per connector
@@ -183,9 +188,17 @@ pub fn render(
         Ok(vec![a])
     })?;
     let filter_connectors = filter::connectors(&planned, opts)?;
+    let public = opts.public_url()?;
     let mut files = Vec::new();
-    for (c, t) in connectors.iter().zip(&tokens) {
-        files.extend(client_files(c, opts, t)?);
+    for (p, token) in planned.iter().zip(&tokens) {
+        let client = client::Client {
+            connector: p.connector,
+            registry: &p.client_registry,
+            public: &public,
+            mode: opts.mode,
+            token,
+        };
+        files.extend(files_for(&client));
     }
     files.push(OutFile {
         path: PathBuf::from("envoy.yaml"),

@@ -258,15 +258,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_cache = cache.clone();
     let server = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let r = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .add_service(crate::xds::server::service(server_cache))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        if let Err(e) = r {
+        let stopped = async {
+            let _ = stop_rx.await;
+        };
+        if let Err(e) = crate::xds::server::serve(listener, server_cache, stopped).await {
             log::error!("xDS server stopped: {e}");
         }
     });

@@ -270,8 +270,3 @@ pub fn tail(s: &str) -> String {
 pub fn expired_at() -> u64 {
     now().saturating_sub(60)
 }
-
-/// `token` as a `SecretString`, for APIs that take one.
-pub fn secret(token: &str) -> SecretString {
-    SecretString::from(token.to_owned())
-}

@@ -74,11 +74,10 @@ impl TokenStore {
     /// Forgets tokens that expired before `cutoff` (and their files); returns whether anything
     /// went. `serve` keeps them for a grace period so their holders hear "token expired".
     pub fn prune(&mut self, cutoff: u64) -> bool {
-        let now = cutoff;
         let mut changed = false;
         for (id, list) in self.by_connector.iter_mut() {
             list.retain(|a| {
-                let keep = a.expires_at.is_none_or(|e| e > now);
+                let keep = a.expires_at.is_none_or(|e| e > cutoff);
                 if !keep {
                     changed = true;
                     if let Some(dir) = &self.dir {

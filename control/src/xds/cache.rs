@@ -24,8 +24,6 @@ type Slot = watch::Sender<Option<Arc<Snapshot>>>;
 struct Node {
     info: Option<NodeInfo>,
     slot: Option<Slot>,
-    /// Last version each type was acknowledged at.
-    acked: BTreeMap<String, String>,
 }
 
 pub struct Cache {
@@ -79,15 +77,5 @@ impl Cache {
     /// Every node that has connected so far.
     pub fn nodes(&self) -> Vec<NodeInfo> {
         self.with(|nodes| nodes.values().filter_map(|n| n.info.clone()).collect())
-    }
-
-    pub fn record_ack(&self, node: &str, type_url: &str, version: &str) {
-        self.with(|nodes| {
-            nodes.entry(node.to_owned()).or_default().acked.insert(type_url.to_owned(), version.to_owned());
-        });
-    }
-
-    pub fn acked(&self, node: &str, type_url: &str) -> Option<String> {
-        self.with(|nodes| nodes.get(node).and_then(|n| n.acked.get(type_url).cloned()))
     }
 }

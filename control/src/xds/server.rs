@@ -4,7 +4,6 @@
 //! version it accepted.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -34,16 +33,16 @@ pub fn service(cache: Arc<Cache>) -> AggregatedDiscoveryServiceServer<Ads> {
     AggregatedDiscoveryServiceServer::new(Ads { cache })
 }
 
-/// Serves ADS on `addr` until `shutdown` completes.
+/// Serves ADS on a bound listener until `shutdown` completes.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     cache: Arc<Cache>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(service(cache))
-        .serve_with_shutdown(addr, shutdown)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await
 }
 
@@ -80,7 +79,6 @@ struct StreamState {
     types: BTreeMap<String, TypeState>,
     nonce: u64,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    cache: Arc<Cache>,
 }
 
 impl StreamState {
@@ -131,7 +129,6 @@ impl StreamState {
                 }
                 None => {
                     log::info!("node {} acked {} version {}", self.node, short(&req.type_url), req.version_info);
-                    self.cache.record_ack(&self.node, &req.type_url, &req.version_info);
                 }
             }
         }
@@ -180,7 +177,7 @@ async fn run_stream(
     };
     log::info!("node {} connected", info.id);
     let mut snap_rx: watch::Receiver<Option<Arc<Snapshot>>> = cache.watch(info.clone());
-    let mut st = StreamState { node: info.id.clone(), types: BTreeMap::new(), nonce: 0, out, cache };
+    let mut st = StreamState { node: info.id.clone(), types: BTreeMap::new(), nonce: 0, out };
     let current = snap_rx.borrow().clone();
     if !st.on_request(first, current).await {
         return;
