@@ -247,9 +247,10 @@ pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<C
         }
     }
     let mut out: Vec<Connector> = Vec::with_capacity(pending.len());
+    let mut ids = std::collections::HashSet::with_capacity(pending.len());
     for p in pending {
         let c = resolve(p, &secrets)?;
-        if out.iter().any(|o| o.namespace == c.namespace && o.name == c.name) {
+        if !ids.insert(c.id()) {
             return Err(ManifestError {
                 file: "(all files)".into(),
                 doc: 0,

@@ -103,6 +103,24 @@ fn check(res: &Resources) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// Hashes JSON as it is serialised, without holding the text (listeners run to megabytes).
+struct HashWriter {
+    hash: Sha256,
+    len: usize,
+}
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hash.update(buf);
+        self.len += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encoded resources by the hash of their JSON: re-rendering after a credential change
 /// re-encodes only what changed (the filter's configuration), not thousands of routes.
 #[derive(Default)]
@@ -119,12 +137,12 @@ impl EncodeCache {
         let keys: Vec<[u8; 32]> = items
             .iter()
             .map(|(t, json)| {
-                let text = json.to_string();
-                sizes.push(text.len());
-                let mut h = Sha256::new();
-                h.update(t.as_bytes());
-                h.update(text.as_bytes());
-                h.finalize().into()
+                let mut w = HashWriter { hash: Sha256::new(), len: 0 };
+                w.hash.update(t.as_bytes());
+                // Serialising into a Vec<u8>-less writer cannot fail.
+                let _ = serde_json::to_writer(&mut w, json);
+                sizes.push(w.len);
+                w.hash.finalize().into()
             })
             .collect();
         // Split the misses into two halves of about equal size, largest first.

@@ -35,6 +35,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 struct RenderTimes {
+    /// Size of the rendered bootstrap in bytes.
+    bootstrap: usize,
     parse: Duration,
     static_render: Duration,
     snapshot: Duration,
@@ -55,7 +57,7 @@ fn render_bench(n: usize) -> RenderTimes {
         token_expires_at: None,
         sealing: Sealing::Key(Key::from_bytes([7; 32])),
     };
-    let (mut parse, mut full, mut snap) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut parse, mut full, mut snap, mut bootstrap) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..3 {
         let t = Instant::now();
         let connectors = npm_connector::manifest::load(&[("bench.yaml".into(), yaml.clone())], "default")
@@ -64,6 +66,7 @@ fn render_bench(n: usize) -> RenderTimes {
         let files = render::render(&connectors, &opts, &mut OsEntropy).unwrap_or_else(|e| panic!("{e}"));
         full.push(t.elapsed() - parse[parse.len() - 1]);
         assert_eq!(files.len(), 2 * n + 1);
+        bootstrap = files.iter().find(|f| f.path.ends_with("envoy.yaml")).map_or(0, |f| f.contents.len());
         // What `serve` does on a change: resources for one node, checked and encoded as protobuf.
         let accepted: BTreeMap<String, Vec<render::Accepted>> = connectors
             .iter()
@@ -97,7 +100,13 @@ fn render_bench(n: usize) -> RenderTimes {
         ]);
         cli.push(t.elapsed());
     }
-    RenderTimes { parse: median(parse), static_render: median(full), snapshot: median(snap), cli: median(cli) }
+    RenderTimes {
+        bootstrap,
+        parse: median(parse),
+        static_render: median(full),
+        snapshot: median(snap),
+        cli: median(cli),
+    }
 }
 
 /// Millisecond timestamps of "node N acked TypedExtensionConfig version V" lines.
@@ -184,8 +193,8 @@ pub fn run() -> String {
          {n_render} connectors, forward mode, credentials sealed, one registry host (cluster) each:\n\n\
          | measure | median of 3 | goal |\n|---|---:|---:|\n\
          | parse the Connector + Secret manifests | {} ms | |\n\
-         | render them as an xDS snapshot (`serve`'s work on a change: resources, consistency check, protobuf) | {} ms | ≤ 1000 ms |\n\
-         | render them as a static bootstrap (YAML, {} MB) and client files, in memory | {} ms | ≤ 1000 ms |\n\
+         | render them as an xDS snapshot from cold (`serve`'s start: resources, consistency check, protobuf; later changes re-encode only what changed) | {} ms | |\n\
+         | **render** them: the static bootstrap ({} MB, YAML flow style) and client files, in memory | **{} ms** | ≤ 1000 ms |\n\
          | `npm-connector render` CLI end to end, writing {} files (mostly file-system time) | {} ms | |\n\n\
          Pushing a changed credential to 2 Envoys connected to `serve`, with {n_push} connectors configured \
          (gateway mode; 5 changes; from the manifest file's atomic swap to the later of the two ACKs, read from `serve`'s \
@@ -193,7 +202,7 @@ pub fn run() -> String {
          Only the filter's ECDS resource was pushed: {only_ecds}.\n",
         r.parse.as_millis(),
         r.snapshot.as_millis(),
-        (n_render * 3200) / 1_000_000,
+        r.bootstrap / 1_000_000,
         r.static_render.as_millis(),
         2 * n_render + 1,
         r.cli.as_millis(),
