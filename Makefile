@@ -13,6 +13,8 @@ export ENVOY_BIN := $(CURDIR)/$(ENVOY)
 export NPM_CONNECTOR_WASM := $(CURDIR)/$(WASM)
 export VERDACCIO_BIN := $(CURDIR)/tests/registry/node_modules/verdaccio/bin/verdaccio
 export YARN_JS := $(CURDIR)/tests/registry/node_modules/@yarnpkg/cli-dist/bin/yarn.js
+export PNPM_BIN := $(CURDIR)/tests/registry/node_modules/.bin/pnpm
+export BUN_BIN := $(CURDIR)/tests/registry/node_modules/.bin/bun
 export NPM_CONNECTOR_BIN := $(CURDIR)/target/debug/npm-connector
 # Core unit tests compiled to wasm32-wasip1 run under Node's WASI.
 export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/wasi/run.mjs

@@ -20,6 +20,11 @@ const FILES: &[&str] = &[
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/transport_sockets/tls/v3/secret.proto",
     "envoy/extensions/bootstrap/internal_listener/v3/internal_listener.proto",
+    // https-proxy mode
+    "envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto",
+    "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+    "envoy/extensions/transport_sockets/internal_upstream/v3/internal_upstream.proto",
+    "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
     "envoy/service/discovery/v3/discovery.proto",
     "google/protobuf/wrappers.proto",
 ];

@@ -11,7 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use npm_connector::render::{Key, Mode, Options, Sealing, Unmatched};
+use npm_connector::manifest::Connector;
+use npm_connector::pki;
+use npm_connector::render::{tls_hosts, Key, LeafPem, Mode, Options, Sealing, Tls, Unmatched};
 
 /// How credentials are protected in what Envoy receives.
 #[derive(clap::Args, Debug)]
@@ -58,6 +60,17 @@ pub struct DeployArgs {
     pub unmatched: String,
     #[command(flatten)]
     pub key: KeyArgs,
+    /// https-proxy mode: the connector CA's directory (from `npm-connector ca init`). Its key
+    /// stays there; Envoy gets only leaf certificates for the registry hosts.
+    #[arg(long)]
+    pub ca_dir: Option<PathBuf>,
+    /// https-proxy mode: lifetime of the leaf certificates Envoy presents for registry hosts.
+    #[arg(long, value_parser = parse_ttl, default_value = "24h")]
+    pub leaf_ttl: u64,
+    /// https-proxy mode: where build pods mount their connector's client files (the `cafile`
+    /// paths point there) [default: the rendered <output>/<namespace>/<name> directory].
+    #[arg(long)]
+    pub client_dir: Option<PathBuf>,
 }
 
 fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
@@ -84,7 +97,33 @@ impl DeployArgs {
             unmatched: if self.unmatched == "deny" { Unmatched::Deny } else { Unmatched::Passthrough },
             token_expires_at,
             sealing: if credentials { self.key.sealing()? } else { Sealing::Plaintext },
+            tls: None,
         })
+    }
+
+    /// https-proxy mode's certificates: the CA, and a fresh leaf for every registry host of
+    /// `connectors`, written under `out/tls`. `None` in the other modes.
+    pub fn tls(&self, connectors: &[Connector], out: &Path) -> Result<Option<Tls>> {
+        if self.mode != Mode::HttpsProxy {
+            return Ok(None);
+        }
+        let Some(dir) = &self.ca_dir else {
+            bail!("--mode https-proxy needs --ca-dir: create the connector CA with `npm-connector ca init --dir DIR`");
+        };
+        let ca = pki::Ca::load(dir)?;
+        let now = std::time::SystemTime::now();
+        let mut leaves = BTreeMap::new();
+        for host in tls_hosts(connectors) {
+            let leaf = ca.mint_leaf(&[&host], now, std::time::Duration::from_secs(self.leaf_ttl))?;
+            leaves.insert(host, LeafPem { cert: leaf.cert_pem, key: leaf.key_pem });
+        }
+        Ok(Some(Tls {
+            ca_cert: ca.cert_pem.clone(),
+            leaves,
+            leaf_dir: out.join("tls"),
+            client_dir: self.client_dir.as_deref().map(absolute).transpose()?,
+            out: out.to_owned(),
+        }))
     }
 }
 

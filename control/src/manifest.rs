@@ -15,6 +15,12 @@ pub const AUTH_HEADER_ANNOTATION: &str = "npm-connector.io/auth-header";
 /// Annotation on a Secret: when its credential expires (RFC 3339). `serve` warns as the
 /// expiry nears and the Secret has not changed.
 pub const EXPIRES_AT_ANNOTATION: &str = "npm-connector.io/expires-at";
+/// On a Connector: the npm scope (`@acme`) it serves; client files then configure only that
+/// scope's registry (`@acme:registry=`), as GitLab's instance-level endpoint is used.
+pub const SCOPE_ANNOTATION: &str = "npm-connector.io/scope";
+/// On a Connector: where packages are published if not at `spec.address` (GitLab's
+/// project-level `/api/v4/projects/<id>/packages/npm/`). Same scheme, host and port.
+pub const PUBLISH_ANNOTATION: &str = "npm-connector.io/publish-address";
 
 fn parse_time(t: &str) -> Option<u64> {
     let st = humantime::parse_rfc3339_weak(t.trim()).ok()?;
@@ -144,6 +150,10 @@ pub struct Connector {
     pub credential: Credential,
     /// When the credential stops working (the Secret's expiry annotation), Unix seconds.
     pub credential_expires_at: Option<u64>,
+    /// The npm scope (`@acme`) this connector serves, if scoped.
+    pub scope: Option<String>,
+    /// The publish registry URL, if not `address` (same origin, path ends in '/').
+    pub publish: Option<url::Url>,
 }
 
 impl Connector {
@@ -343,7 +353,50 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
             return Err(err(at, "spec.auth.name", format!("{other:?} is not supported; use basicAuth or bearerToken")))
         }
     };
-    Ok(Connector { namespace: p.namespace, name, address, credential, credential_expires_at: secret.expires_at })
+    let annotations = &p.connector.metadata.annotations;
+    let scope = match annotations.get(SCOPE_ANNOTATION) {
+        None => None,
+        Some(sc) => {
+            let ok = sc.len() > 1
+                && sc.starts_with('@')
+                && sc[1..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+            if !ok {
+                return Err(err(
+                    at,
+                    format!("metadata.annotations.{SCOPE_ANNOTATION}"),
+                    format!("{sc:?} is not an npm scope such as @acme"),
+                ));
+            }
+            Some(sc.clone())
+        }
+    };
+    let publish = match annotations.get(PUBLISH_ANNOTATION) {
+        None => None,
+        Some(u) => {
+            let field = format!("metadata.annotations.{PUBLISH_ANNOTATION}");
+            let pu = parse_address(u).map_err(|m| err(at, &field, m))?;
+            if pu.origin() != address.origin() {
+                return Err(err(
+                    at,
+                    &field,
+                    format!(
+                        "{u:?} must be on the registry's own scheme, host and port ({})",
+                        address.origin().ascii_serialization()
+                    ),
+                ));
+            }
+            (pu != address).then_some(pu)
+        }
+    };
+    Ok(Connector {
+        namespace: p.namespace,
+        name,
+        address,
+        credential,
+        credential_expires_at: secret.expires_at,
+        scope,
+        publish,
+    })
 }
 
 fn parse_address(s: &str) -> Result<url::Url, String> {

@@ -5,9 +5,10 @@ mod client;
 mod dynamic;
 mod envoy;
 mod filter;
+mod https;
 
 pub use dynamic::{xds_bootstrap, XdsTarget, XDS_CLUSTER};
-pub use envoy::{ConfigSource, Resources, WASM_TYPE_URL};
+pub use envoy::{ConfigSource, Resources, ACCESS_LOG_FORMAT, WASM_TYPE_URL};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +38,43 @@ pub enum Mode {
     Forward,
     /// Clients use a registry URL on the proxy itself, one path per connector.
     Gateway,
+    /// Clients keep the registry's real https URL and tunnel to it through the proxy with
+    /// CONNECT; the proxy terminates TLS with a leaf of the connector CA, which clients trust.
+    HttpsProxy,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Forward => "forward",
+            Mode::Gateway => "gateway",
+            Mode::HttpsProxy => "https-proxy",
+        }
+    }
+}
+
+/// A leaf certificate and key (PEM) for one registry host.
+#[derive(Debug, Clone)]
+pub struct LeafPem {
+    pub cert: String,
+    pub key: SecretString,
+}
+
+/// What https-proxy mode needs besides the manifests. The caller mints the leaves (clock and
+/// randomness stay outside the renderer).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The connector CA's certificate (PEM), which clients trust.
+    pub ca_cert: String,
+    /// A leaf per registry host (see [`tls_hosts`]).
+    pub leaves: BTreeMap<String, LeafPem>,
+    /// Where Envoy reads the leaf files of a static bootstrap (absolute).
+    pub leaf_dir: PathBuf,
+    /// Where build pods find their connector's client files, for `cafile` paths; `None`: the
+    /// rendered `<output>/<namespace>/<name>` directory itself.
+    pub client_dir: Option<PathBuf>,
+    /// The rendered output directory (absolute).
+    pub out: PathBuf,
 }
 
 /// Everything about the deployment that the manifests do not say.
@@ -59,6 +97,8 @@ pub struct Options {
     /// Unix time at which the minted client tokens expire.
     pub token_expires_at: Option<u64>,
     pub sealing: Sealing,
+    /// https-proxy mode's certificates.
+    pub tls: Option<Tls>,
 }
 
 pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -87,6 +127,20 @@ pub enum RenderError {
     Seal(String),
     #[error("--xds {0:?} must be grpc://HOST:PORT")]
     Xds(String),
+    #[error("https-proxy mode needs the connector CA (npm-connector ca init, then --ca-dir)")]
+    NoCa,
+    #[error("connector {0}: https-proxy mode tunnels to https registries only; use forward mode for an http registry")]
+    NotHttps(String),
+    #[error("https-proxy mode: no leaf certificate for registry host {0}")]
+    NoLeaf(String),
+}
+
+/// The registry hosts that need a leaf certificate in https-proxy mode.
+pub fn tls_hosts(connectors: &[Connector]) -> Vec<String> {
+    let mut hosts: Vec<String> = connectors.iter().filter_map(|c| c.address.host_str().map(str::to_owned)).collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 /// One client token the filter accepts for a connector: its SHA-256 hash and expiry.
@@ -132,6 +186,8 @@ fn client_registry(c: &Connector, opts: &Options, public: &url::Url) -> url::Url
             u.set_path(&format!("/{}/{}/", c.namespace, c.name));
             u
         }
+        // The client keeps the registry's https URL; only the proxy setting changes.
+        Mode::HttpsProxy => c.address.clone(),
     }
 }
 
@@ -142,6 +198,14 @@ fn plan<'a>(
 ) -> Result<Vec<Planned<'a>>, RenderError> {
     if connectors.is_empty() {
         return Err(RenderError::NoConnectors);
+    }
+    if opts.mode == Mode::HttpsProxy {
+        if opts.tls.is_none() {
+            return Err(RenderError::NoCa);
+        }
+        if let Some(c) = connectors.iter().find(|c| c.address.scheme() != "https") {
+            return Err(RenderError::NotHttps(c.id()));
+        }
     }
     let public = opts.public_url()?;
     connectors
@@ -161,15 +225,25 @@ pub fn client_files(c: &Connector, opts: &Options, token: &SecretString) -> Resu
         public: &public,
         mode: opts.mode,
         token,
+        tls: opts.tls.as_ref(),
     }))
 }
 
 fn files_for(client: &client::Client<'_>) -> Vec<OutFile> {
     let dir = PathBuf::from(&client.connector.namespace).join(&client.connector.name);
-    vec![
+    let mut files = vec![
         OutFile { path: dir.join(".npmrc"), contents: client.npmrc(), secret: true },
         OutFile { path: dir.join(".yarnrc.yml"), contents: client.yarnrc(), secret: true },
-    ]
+        OutFile { path: dir.join("bunfig.toml"), contents: client.bunfig(), secret: true },
+    ];
+    // Gateway clients need no proxy: the registry URL carries everything.
+    if client.mode != Mode::Gateway {
+        files.push(OutFile { path: dir.join("connector.env"), contents: client.env(), secret: true });
+    }
+    if let (Mode::HttpsProxy, Some(tls)) = (client.mode, client.tls) {
+        files.push(OutFile { path: dir.join(client::CA_FILE), contents: tls.ca_cert.clone(), secret: false });
+    }
+    files
 }
 
 /// Renders the output directory of a static deployment: a fresh client token per connector
@@ -197,8 +271,12 @@ pub fn render(
             public: &public,
             mode: opts.mode,
             token,
+            tls: opts.tls.as_ref(),
         };
         files.extend(files_for(&client));
+    }
+    if opts.mode == Mode::HttpsProxy {
+        files.extend(https::leaf_files(&planned, opts)?);
     }
     files.push(OutFile {
         path: PathBuf::from("envoy.yaml"),

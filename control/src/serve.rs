@@ -2,6 +2,7 @@
 //! Secret manifests (and SIGHUP), keeps client tokens, renders a snapshot per connected Envoy
 //! and hands it to the xDS cache. A bad manifest is logged and the last good snapshot stays.
 
+pub mod leaves;
 pub mod source;
 pub mod tokens;
 
@@ -18,6 +19,8 @@ use crate::render::{self, Accepted, ConfigSource, Options};
 use crate::token::Entropy;
 use crate::xds::cache::{Cache, NodeInfo};
 use crate::xds::snapshot::{EncodeCache, Snapshot};
+use leaves::Leaves;
+pub use leaves::TlsConfig;
 use tokens::TokenStore;
 
 /// How `serve` runs.
@@ -38,6 +41,8 @@ pub struct ServeConfig {
     pub debounce: Duration,
     /// How often tokens are renewed and pruned and expiries checked.
     pub tick: Duration,
+    /// https-proxy mode: the connector CA and leaf lifetime.
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,10 @@ pub enum ServeError {
     Watch(String, notify::Error),
     #[error("cannot set up signal handling: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error("--mode https-proxy needs --ca-dir: create the connector CA with `npm-connector ca init --dir DIR`")]
+    NoCa,
 }
 
 /// How long expired client tokens stay known to the filter.
@@ -76,6 +85,7 @@ pub struct Engine {
     seen: BTreeMap<String, Seen>,
     entropy: Box<dyn Entropy + Send>,
     encodings: std::sync::Mutex<EncodeCache>,
+    leaves: Option<Leaves>,
 }
 
 impl Engine {
@@ -84,6 +94,11 @@ impl Engine {
         let connectors = source::load_dir(&cfg.manifests, &cfg.namespace)?;
         let mut tokens = TokenStore::open(cfg.state.as_deref());
         tokens.reload();
+        let leaves = match (&cfg.tls, cfg.opts.mode) {
+            (Some(t), render::Mode::HttpsProxy) => Some(Leaves::open(t)?),
+            (None, render::Mode::HttpsProxy) => return Err(ServeError::NoCa),
+            _ => None,
+        };
         let mut e = Engine {
             cfg,
             connectors,
@@ -92,7 +107,9 @@ impl Engine {
             seen: BTreeMap::new(),
             entropy,
             encodings: Default::default(),
+            leaves,
         };
+        e.refresh_leaves();
         e.note_credentials(now());
         log::info!("loaded {} connector(s) from {}", e.connectors.len(), e.cfg.manifests.display());
         Ok(e)
@@ -106,6 +123,7 @@ impl Engine {
             Ok(c) => {
                 log::info!("reloaded {} connector(s) from {}", c.len(), self.cfg.manifests.display());
                 self.connectors = c;
+                self.refresh_leaves();
                 self.note_credentials(now());
                 true
             }
@@ -114,6 +132,21 @@ impl Engine {
                 true // tokens may have changed all the same
             }
         }
+    }
+
+    /// Leaves for every registry host, renewed when due; whether any changed.
+    fn refresh_leaves(&mut self) -> bool {
+        let hosts = render::tls_hosts(&self.connectors);
+        self.leaves.as_mut().is_some_and(|l| l.refresh(&hosts, SystemTime::now()))
+    }
+
+    /// The rendering options, with the current leaves in https-proxy mode.
+    fn opts(&self) -> Options {
+        let mut opts = self.cfg.opts.clone();
+        if let Some(l) = &self.leaves {
+            opts.tls = Some(l.tls(self.cfg.clients.as_deref().unwrap_or(std::path::Path::new("."))));
+        }
+        opts
     }
 
     /// Remembers when each credential was first seen, to measure its remaining lifetime.
@@ -160,6 +193,7 @@ impl Engine {
     /// client files; old tokens stay valid until their own expiry.
     fn renew_clients(&mut self, now: u64) -> bool {
         let Some(dir) = self.cfg.clients.clone() else { return false };
+        let opts = self.opts();
         let mut changed = false;
         let ttl = self.cfg.token_ttl;
         for c in &self.connectors {
@@ -179,7 +213,7 @@ impl Engine {
                 log::error!("connector {}: {e}", c.id());
                 continue;
             }
-            let files = match render::client_files(c, &self.cfg.opts, &token) {
+            let files = match render::client_files(c, &opts, &token) {
                 Ok(f) => f,
                 Err(e) => {
                     log::error!("connector {}: {e}", c.id());
@@ -205,15 +239,16 @@ impl Engine {
     pub fn tick(&mut self, now: u64) -> bool {
         let _warnings = self.check_expiry(now);
         let renewed = self.renew_clients(now);
+        let leaves = self.refresh_leaves();
         // Expired tokens stay in the filter for an hour: a client using one is told "token
         // expired" rather than "not valid".
         let pruned = self.tokens.prune(now.saturating_sub(EXPIRED_GRACE));
-        renewed || pruned
+        renewed || pruned || leaves
     }
 
     /// The snapshot for one node.
     pub fn snapshot(&self, node: &NodeInfo) -> Result<Snapshot, String> {
-        let mut opts = self.cfg.opts.clone();
+        let mut opts = self.opts();
         if let Some(l) = node.listen {
             opts.listen = l;
         }

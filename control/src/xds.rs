@@ -13,6 +13,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 /// ECDS: the wasm filter's configuration, as a `TypedExtensionConfig`.
+/// SDS: https-proxy mode's leaf certificates (Envoy redacts their keys in /config_dump).
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 pub const EXTENSION_CONFIG: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,14 @@ struct RawConfig {
     /// Clients reach this listener as an HTTP proxy: a missing token is answered with 407.
     #[serde(default)]
     proxy_listener: bool,
+    /// Clients open CONNECT tunnels here (https-proxy mode): a CONNECT is decided on its
+    /// `host:port` and token alone, and never carries the credential.
+    #[serde(default)]
+    connect: bool,
+    /// Requests arrive inside a CONNECT tunnel (https-proxy mode): the client token is the
+    /// tunnel's `Proxy-Authorization`, which the outer listener left in this filter-state key.
+    #[serde(default)]
+    tunnel_token: Option<String>,
     connectors: Vec<RawConnector>,
 }
 
@@ -40,6 +48,10 @@ struct RawConnector {
     hosts: Vec<String>,
     #[serde(default = "default_prefix")]
     path_prefix: String,
+    /// A second path the connector owns on the same hosts: where it publishes (GitLab's
+    /// project-level endpoint next to the instance-level one it installs from).
+    #[serde(default)]
+    publish_prefix: Option<String>,
     credential: RawCredential,
     tokens: Vec<RawToken>,
     #[serde(default)]
@@ -94,6 +106,8 @@ pub enum ConfigError {
     BadTokenHash { connector: String, index: usize },
     #[error("connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'")]
     BadRewrite { connector: String, field: &'static str },
+    #[error("tunnel_token {0:?} must be a filter-state key: letters, digits, '.', '_' and '-'")]
+    BadTunnelKey(String),
     #[error("connectors {first} and {second} both claim host {host:?} with path prefix {prefix:?}")]
     Overlap { first: String, second: String, host: String, prefix: String },
 }
@@ -110,6 +124,7 @@ pub struct Connector {
     pub name: String,
     pub hosts: Vec<HostPattern>,
     pub prefix: PathPrefix,
+    pub publish_prefix: Option<PathPrefix>,
     pub credential: Credential,
     pub tokens: Vec<TokenHash>,
     pub rewrite: Option<Rewrite>,
@@ -119,6 +134,8 @@ pub struct Connector {
 pub struct Config {
     pub unmatched: Unmatched,
     pub proxy_listener: bool,
+    pub connect: bool,
+    pub tunnel_token: Option<String>,
     pub connectors: Vec<Connector>,
 }
 
@@ -157,6 +174,12 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
         if raw.connectors.is_empty() {
             return Err(ConfigError::NoConnectors);
         }
+        if let Some(k) = &raw.tunnel_token {
+            let ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(ConfigError::BadTunnelKey(k.clone()));
+            }
+        }
         let mut connectors: Vec<Connector> = Vec::with_capacity(raw.connectors.len());
         // Indexes, so that validating thousands of connectors stays linear.
         let mut names: HashMap<String, usize> = HashMap::with_capacity(raw.connectors.len());
@@ -168,8 +191,8 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
             }
             // Two connectors with the same host pattern and prefix would make the choice of
             // credential depend on list order: refuse it.
-            for h in &c.hosts {
-                let claim = (h.to_string(), c.prefix.as_str().to_owned());
+            for (h, prefix) in c.hosts.iter().flat_map(|h| c.prefixes().map(move |p| (h, p))) {
+                let claim = (h.to_string(), prefix.as_str().to_owned());
                 if let Some(&first) = claims.get(&claim) {
                     return Err(ConfigError::Overlap {
                         first: connectors[first].name.clone(),
@@ -182,7 +205,13 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
             }
             connectors.push(c);
         }
-        Ok(Config { unmatched: raw.unmatched, proxy_listener: raw.proxy_listener, connectors })
+        Ok(Config {
+            unmatched: raw.unmatched,
+            proxy_listener: raw.proxy_listener,
+            connect: raw.connect,
+            tunnel_token: raw.tunnel_token,
+            connectors,
+        })
     }
 }
 
@@ -210,6 +239,13 @@ impl Connector {
         }
         let prefix = PathPrefix::parse(&raw.path_prefix)
             .ok_or_else(|| ConfigError::BadPrefix { connector: name.clone(), prefix: raw.path_prefix.clone() })?;
+        let publish_prefix = match &raw.publish_prefix {
+            None => None,
+            Some(p) => Some(
+                PathPrefix::parse(p)
+                    .ok_or_else(|| ConfigError::BadPrefix { connector: name.clone(), prefix: p.clone() })?,
+            ),
+        };
         let credential = Credential::validate(&name, raw.credential, key)?;
         // No tokens is a valid state (a control plane that has not minted any yet): every
         // request for the connector is then refused as carrying a bad token.
@@ -234,7 +270,16 @@ impl Connector {
                 Some(Rewrite { upstream: r.upstream, client: r.client })
             }
         };
-        Ok(Connector { name, hosts, prefix, credential, tokens, rewrite })
+        Ok(Connector { name, hosts, prefix, publish_prefix, credential, tokens, rewrite })
+    }
+
+    fn prefixes(&self) -> impl Iterator<Item = &PathPrefix> {
+        std::iter::once(&self.prefix).chain(self.publish_prefix.as_ref())
+    }
+
+    /// The length of the longest of this connector's prefixes that `path` (canonical) is under.
+    pub fn matched_prefix_len(&self, path: &str) -> Option<usize> {
+        self.prefixes().filter(|p| p.matches(path)).map(PathPrefix::len).max()
     }
 }
 

@@ -28,6 +28,7 @@ struct Counters {
     expired: u32,
     rewritten: u32,
     rewrite_skipped: u32,
+    tunnels: u32,
 }
 
 struct Compiled {
@@ -35,6 +36,7 @@ struct Compiled {
     counters: Vec<Counters>,
     bad_path: u32,
     unmatched: u32,
+    wrong_host: u32,
 }
 
 fn counter(name: &str) -> u32 {
@@ -63,6 +65,7 @@ impl Compiled {
                     expired: counter(&format!("{base}.refused_expired_token")),
                     rewritten: counter(&format!("{base}.rewritten_responses")),
                     rewrite_skipped: counter(&format!("{base}.rewrite_skipped_encoded")),
+                    tunnels: counter(&format!("{base}.tunnels_opened")),
                 }
             })
             .collect();
@@ -71,6 +74,7 @@ impl Compiled {
             counters,
             bad_path: counter("npm_connector.refused_bad_path"),
             unmatched: counter("npm_connector.refused_unmatched"),
+            wrong_host: counter("npm_connector.refused_wrong_host"),
         }
     }
 }
@@ -147,15 +151,28 @@ impl HttpContext for Http {
         let Some(compiled) = self.compiled.clone() else {
             return self.refuse(503, None, r#"{"error":"npm-connector: filter has no configuration"}"#);
         };
+        let method = self.get_http_request_header(":method");
         let authority = self.get_http_request_header(":authority");
         let path = self.get_http_request_header(":path");
         let proxy_authorization = self.get_http_request_header("proxy-authorization");
         let authorization = self.get_http_request_header("authorization");
+        // Inside a tunnel (https-proxy mode): the CONNECT's Proxy-Authorization, which the
+        // outer listener shared with this connection as filter state, and the TLS server name.
+        let (tunnel_authorization, server_name) = match &compiled.config.tunnel_token {
+            Some(key) => (
+                self.get_property(vec!["filter_state", key]).and_then(|b| String::from_utf8(b).ok()),
+                self.get_property(vec!["connection", "requested_server_name"]).and_then(|b| String::from_utf8(b).ok()),
+            ),
+            None => (None, None),
+        };
         let req = Request {
+            method: method.as_deref(),
             authority: authority.as_deref(),
             path: path.as_deref(),
             proxy_authorization: proxy_authorization.as_deref(),
             authorization: authorization.as_deref(),
+            tunnel_authorization: tunnel_authorization.as_deref(),
+            server_name: server_name.as_deref(),
         };
         // The clock is a host call: asked only when a token with an expiry matched.
         let now = || self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -172,10 +189,17 @@ impl HttpContext for Http {
                     (Reason::BadToken, Some(c)) => c.bad,
                     (Reason::ExpiredToken, Some(c)) => c.expired,
                     (Reason::BadPath, _) => compiled.bad_path,
+                    (Reason::WrongHost, _) => compiled.wrong_host,
                     _ => compiled.unmatched,
                 };
                 bump(id);
                 self.refuse(r.status, r.challenge, &r.body())
+            }
+            Decision::Tunnel { connector } => {
+                if let Some(ids) = compiled.counters.get(connector) {
+                    bump(ids.tunnels);
+                }
+                Action::Continue
             }
             Decision::Inject { connector } => {
                 let Some(c) = compiled.config.connectors.get(connector) else {

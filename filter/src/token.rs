@@ -38,6 +38,8 @@ impl TokenHash {
 pub enum Source {
     ProxyAuthorization,
     Authorization,
+    /// The `Proxy-Authorization` of the CONNECT that opened the tunnel (https-proxy mode).
+    Tunnel,
 }
 
 /// What the request carries.
@@ -60,6 +62,17 @@ pub fn presented(proxy_authorization: Option<&str>, authorization: Option<&str>)
     match parse_credentials(value) {
         Some(token) if !token.is_empty() => Presented::Token(source, token),
         _ => Presented::Malformed(source),
+    }
+}
+
+/// The token of a tunnelled request: the `Proxy-Authorization` its CONNECT carried.
+pub fn presented_in_tunnel(tunnel_proxy_authorization: Option<&str>) -> Presented {
+    match tunnel_proxy_authorization {
+        None => Presented::Missing,
+        Some(v) => match parse_credentials(v) {
+            Some(token) if !token.is_empty() => Presented::Token(Source::Tunnel, token),
+            _ => Presented::Malformed(Source::Tunnel),
+        },
     }
 }
 

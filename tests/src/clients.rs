@@ -94,3 +94,52 @@ pub fn curl(args: &[&str]) -> Run {
     cmd.args(["-sS", "--max-time", "20"]).args(args);
     run(cmd, "curl")
 }
+
+/// `KEY=value` lines of a rendered `connector.env`.
+pub fn env_file(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// pnpm, pinned in tests/registry, with `npmrc` as its user config (`$HOME/.npmrc`).
+pub fn pnpm(home: &Path, npmrc: &Path, project: &Path, args: &[&str]) -> Run {
+    std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(npmrc, home.join(".npmrc")).unwrap_or_else(|e| panic!("{e}"));
+    let bin = crate::tool("PNPM_BIN", "tests/registry/node_modules/.bin/pnpm");
+    let mut cmd = Command::new(bin);
+    clean(&mut cmd, home);
+    cmd.current_dir(project)
+        .args(args)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("npm_config_store_dir", home.join("pnpm-store"));
+    run(cmd, "pnpm")
+}
+
+/// bun, pinned in tests/registry, run in a project holding the rendered `bunfig.toml`, with
+/// `env` (from `connector.env`) in its environment.
+pub fn bun(home: &Path, project: &Path, env: &[(String, String)], args: &[&str]) -> Run {
+    std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("{e}"));
+    let bin = crate::tool("BUN_BIN", "tests/registry/node_modules/.bin/bun");
+    let mut cmd = Command::new(bin);
+    clean(&mut cmd, home);
+    cmd.current_dir(project)
+        .args(args)
+        .env("BUN_INSTALL_CACHE_DIR", home.join("bun-cache"))
+        .env("DO_NOT_TRACK", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    run(cmd, "bun")
+}
+
+/// curl with `env` (from `connector.env`) in its environment and nothing else from outside.
+pub fn curl_env(home: &Path, env: &[(String, String)], args: &[&str]) -> Run {
+    let mut cmd = Command::new("curl");
+    clean(&mut cmd, home);
+    cmd.args(["-sS", "--max-time", "20"]).args(args).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    run(cmd, "curl")
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use npm_connector::render::{self, Key, Mode, Options, Sealing, Unmatched};
+use npm_connector::render::{self, Key, LeafPem, Mode, Options, Sealing, Tls, Unmatched};
 use npm_connector::token::{Entropy, OsEntropy, TokenError};
 use npm_connector::{manifest, output};
 use secrecy::{ExposeSecret, SecretString};
@@ -59,7 +59,12 @@ fn random_secret(prefix: &str) -> String {
 }
 
 /// The manifests of the scenario, as a user writes them.
-fn manifests(registry_url: &str, redirect_url: &str, passwords: &[String], redirect_credential: &str) -> String {
+fn manifests(
+    registry_url: &str,
+    redirect_url: Option<&str>,
+    passwords: &[String],
+    redirect_credential: &str,
+) -> String {
     let mut y = String::new();
     for (i, user) in USERS.iter().enumerate() {
         let (team, url) = if i == 0 {
@@ -75,6 +80,10 @@ fn manifests(registry_url: &str, redirect_url: &str, passwords: &[String], redir
             pw = passwords[i]
         );
     }
+    // The redirector is a plain-http registry, which https-proxy mode does not tunnel to.
+    let Some(redirect_url) = redirect_url else {
+        return y;
+    };
     y += &format!(
         "kind: Secret\napiVersion: v1\nmetadata:\n  name: redirect-token\n  namespace: team-a\n\
          data:\n  token: {b64}\n---\n\
@@ -101,7 +110,8 @@ impl Env {
         let redirect_credential = random_secret(REDIRECT_CREDENTIAL_PREFIX);
         let yaml = manifests(
             &registry.public_url,
-            &format!("http://{REDIRECT_HOST}:{}/", redirector.addr.port()),
+            Some(format!("http://{REDIRECT_HOST}:{}/", redirector.addr.port()).as_str())
+                .filter(|_| mode != Mode::HttpsProxy),
             &passwords,
             &redirect_credential,
         );
@@ -163,7 +173,12 @@ pub fn render_and_start(
         unmatched: Unmatched::Passthrough,
         token_expires_at,
         sealing: Sealing::Key(key.clone()),
+        tls: None,
     };
+    let mut opts = opts;
+    if mode == Mode::HttpsProxy {
+        opts.tls = Some(connector_tls(dir, &connectors, &out));
+    }
     let mut entropy = Recording(Vec::new());
     let files = render::render(&connectors, &opts, &mut entropy).unwrap_or_else(|e| panic!("{e}"));
     output::write(&out, &files).unwrap_or_else(|e| panic!("{e}"));
@@ -176,6 +191,26 @@ pub fn render_and_start(
         Some(&key.to_base64()),
     );
     (envoy, tokens)
+}
+
+/// The connector CA of a run (`<dir>/connector-ca`, made once) and a leaf for every registry
+/// host, as `render --mode https-proxy --ca-dir` makes them.
+pub fn connector_tls(dir: &Path, connectors: &[manifest::Connector], out: &Path) -> Tls {
+    let ca_dir = dir.join("connector-ca");
+    if !ca_dir.join(npm_connector::pki::CA_CERT).exists() {
+        npm_connector::pki::init(&ca_dir, "npm-connector e2e CA").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let ca = npm_connector::pki::Ca::load(&ca_dir).unwrap_or_else(|e| panic!("{e}"));
+    let leaves = render::tls_hosts(connectors)
+        .into_iter()
+        .map(|h| {
+            let leaf = ca
+                .mint_leaf(&[&h], SystemTime::now(), std::time::Duration::from_secs(3600))
+                .unwrap_or_else(|e| panic!("{e}"));
+            (h, LeafPem { cert: leaf.cert_pem, key: leaf.key_pem })
+        })
+        .collect();
+    Tls { ca_cert: ca.cert_pem.clone(), leaves, leaf_dir: out.join("tls"), client_dir: None, out: out.to_owned() }
 }
 
 /// The OS's randomness, remembering the tokens it minted (the tests need them).

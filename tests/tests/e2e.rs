@@ -89,7 +89,7 @@ fn put_existing(env: &Env, through_proxy: bool) -> String {
             args.extend(["-x".into(), format!("http://team-a%2Fnpm:{token}@127.0.0.1:{}", env.envoy.port)]);
             args.push(format!("http://{REGISTRY_HOST}:{port}/dep-a"));
         }
-        (true, Mode::Gateway) => {
+        (true, Mode::Gateway | Mode::HttpsProxy) => {
             args.extend(["-H".into(), format!("authorization: Bearer {token}")]);
             args.push(format!("http://127.0.0.1:{}/team-a/npm/dep-a", env.envoy.port));
         }

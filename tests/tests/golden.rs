@@ -7,12 +7,19 @@ use npm_connector_tests::{envoy, root, tool};
 fn checked_in_envoy_configs_validate() {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    for rel in
-        ["envoy/examples/forward/envoy.yaml", "envoy/examples/gateway/envoy.yaml", "envoy/docker/rendered/envoy.yaml"]
-    {
+    for rel in [
+        "envoy/examples/forward/envoy.yaml",
+        "envoy/examples/gateway/envoy.yaml",
+        "envoy/examples/https-proxy/envoy.yaml",
+        "envoy/docker/rendered/envoy.yaml",
+    ] {
         let text = std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
         assert!(text.contains("/etc/npm-connector/npm_connector_filter.wasm") || rel.contains("xds"), "{rel}");
-        let local = text.replace("/etc/npm-connector/npm_connector_filter.wasm", &wasm.display().to_string());
+        // https-proxy: the leaf files as checked in next to the bootstrap.
+        let tls = root().join("envoy/examples/https-proxy/tls");
+        let local = text
+            .replace("/etc/npm-connector/npm_connector_filter.wasm", &wasm.display().to_string())
+            .replace("/etc/npm-connector/tls", &tls.display().to_string());
         let path = dir.path().join(rel.replace('/', "_"));
         std::fs::write(&path, local).unwrap_or_else(|e| panic!("{e}"));
         let key = std::fs::read_to_string(root().join("envoy/examples/example.key")).unwrap_or_default();

@@ -67,7 +67,10 @@ pub fn run(a: RenderArgs) -> Result<()> {
     let connectors = manifest::load(&sources, &a.deploy.namespace)?;
     let out = absolute(&a.out)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let opts = a.deploy.options(&out, a.token_ttl.map(|t| now + t), a.xds.is_none())?;
+    let mut opts = a.deploy.options(&out, a.token_ttl.map(|t| now + t), a.xds.is_none())?;
+    if a.xds.is_none() {
+        opts.tls = a.deploy.tls(&connectors, &out)?;
+    }
     let files = match (&a.xds, &a.xds_dir) {
         (Some(url), _) => {
             let target = render::XdsTarget::parse(url)?;

@@ -47,6 +47,14 @@ pub fn run(a: ServeArgs) -> Result<()> {
         token_ttl: a.token_ttl,
         debounce: Duration::from_millis(a.debounce_ms),
         tick: Duration::from_secs((a.token_ttl / 10).clamp(1, 30)),
+        tls: match &a.deploy.ca_dir {
+            Some(dir) => Some(serve::TlsConfig {
+                ca_dir: absolute(dir)?,
+                leaf_ttl: Duration::from_secs(a.deploy.leaf_ttl),
+                client_dir: a.deploy.client_dir.as_deref().map(absolute).transpose()?,
+            }),
+            None => None,
+        },
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

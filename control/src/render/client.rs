@@ -1,18 +1,34 @@
-//! Client files for one connector: `.npmrc` (npm, pnpm) and `.yarnrc.yml` (yarn berry).
+//! Client files for one connector: `.npmrc` (npm, pnpm) and `.yarnrc.yml` (yarn berry); in
+//! https-proxy mode also `bunfig.toml` (bun), `connector.env` (curl, pip, prefetchers) and the
+//! connector CA.
 //!
-//! Both carry the connector token, never the registry credential. npm needs *some* credential
+//! They carry the connector token, never the registry credential. npm needs *some* credential
 //! for the registry or `npm publish` stops locally with ENEEDAUTH, and yarn sends one on GETs
-//! only with `npmAlwaysAuth`: the token fills both roles, so a transparently intercepted
-//! client (no proxy setting) is still identified through `Authorization`.
+//! only with `npmAlwaysAuth`: in forward and gateway modes the token fills both roles, so a
+//! transparently intercepted client (no proxy setting) is still identified through
+//! `Authorization`. In https-proxy mode the token travels only in the proxy URL (checked on
+//! the CONNECT) and the registry auth is a placeholder the proxy replaces.
+
+use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{filter::authority, Mode};
+use super::{filter::authority, Mode, Tls};
 use crate::manifest::Connector;
+
+/// The connector CA's file name in each connector's client directory.
+pub const CA_FILE: &str = "ca.pem";
+/// What https-proxy clients send as registry auth: the proxy replaces it with the credential.
+const PLACEHOLDER: &str = "npm-connector-placeholder";
 
 /// npm's "nerf dart": the registry URL without its scheme, the key prefix for per-registry auth.
 fn nerf_dart(u: &url::Url) -> String {
     format!("//{}{}", authority(u), u.path())
+}
+
+/// A value in double quotes, escaped the JSON way (valid YAML and TOML basic strings).
+fn q(v: &str) -> String {
+    serde_json::Value::from(v).to_string()
 }
 
 /// What one connector's client files are made of.
@@ -24,49 +40,151 @@ pub(crate) struct Client<'a> {
     pub public: &'a url::Url,
     pub mode: Mode,
     pub token: &'a SecretString,
+    pub tls: Option<&'a Tls>,
 }
 
 impl Client<'_> {
-    /// `http://<ns>%2F<name>:<token>@<proxy>/`: npm and yarn URL-decode the userinfo, so the
-    /// filter sees `ns/name:token` in `Proxy-Authorization: Basic`.
+    /// `http://<ns>%2F<name>:<token>@<proxy>/`: clients URL-decode the userinfo and send it as
+    /// `Proxy-Authorization: Basic`; the token after the ':' is what counts.
     fn proxy_url(&self) -> String {
         let c = self.connector;
         format!("http://{}%2F{}:{}@{}/", c.namespace, c.name, self.token.expose_secret(), authority(self.public))
     }
 
-    fn header(&self, comment: &str) -> String {
-        let mode = match self.mode {
-            Mode::Forward => "forward",
-            Mode::Gateway => "gateway",
+    /// The connector CA as build pods see it.
+    fn ca_path(&self) -> String {
+        let c = self.connector;
+        let dir = match self.tls {
+            Some(Tls { client_dir: Some(d), .. }) => d.clone(),
+            Some(t) => t.out.join(&c.namespace).join(&c.name),
+            None => PathBuf::new(),
         };
+        dir.join(CA_FILE).display().to_string()
+    }
+
+    /// The scope of a scoped connector (`@scope`), from its `npm-connector.io/scope` annotation.
+    fn scope(&self) -> Option<&str> {
+        self.connector.scope.as_deref()
+    }
+
+    /// The registry auth the client sends: the token (forward, gateway) or a placeholder.
+    fn registry_auth(&self) -> &str {
+        match self.mode {
+            Mode::HttpsProxy => PLACEHOLDER,
+            _ => self.token.expose_secret(),
+        }
+    }
+
+    fn header(&self, comment: &str) -> String {
         format!(
-            "{comment} npm-connector client configuration for connector {} ({mode} mode). Generated: do not edit.\n\
+            "{comment} npm-connector client configuration for connector {} ({} mode). Generated: do not edit.\n\
              {comment} The token here is a connector token, not the registry credential; Envoy swaps it.\n",
-            self.connector.id()
+            self.connector.id(),
+            self.mode.name()
         )
     }
 
     pub(crate) fn npmrc(&self) -> String {
         let mut s = self.header(";");
-        s += &format!("registry={}\n", self.registry);
-        if self.mode == Mode::Forward {
-            s += &format!("proxy={}\n", self.proxy_url());
+        match self.scope() {
+            Some(scope) => s += &format!("{scope}:registry={}\n", self.registry),
+            None => s += &format!("registry={}\n", self.registry),
         }
-        s += &format!("{}:_authToken={}\n", nerf_dart(self.registry), self.token.expose_secret());
+        match self.mode {
+            Mode::Forward => s += &format!("proxy={}\n", self.proxy_url()),
+            Mode::HttpsProxy => {
+                // strict-ssl stays on: the proxy's certificate is verified against this CA.
+                s += &format!("https-proxy={}\ncafile={}\n", self.proxy_url(), self.ca_path());
+            }
+            Mode::Gateway => {}
+        }
+        if let Some(publish) = &self.connector.publish {
+            s += &format!("{}:_authToken={}\n", nerf_dart(publish), self.registry_auth());
+        }
+        s += &format!("{}:_authToken={}\n", nerf_dart(self.registry), self.registry_auth());
         s
     }
 
     pub(crate) fn yarnrc(&self) -> String {
         let mut s = self.header("#");
-        let q = |v: &str| serde_json::Value::from(v).to_string();
-        s += &format!("npmRegistryServer: {}\n", q(self.registry.as_str()));
-        s += "npmAlwaysAuth: true\n";
-        s += &format!("npmAuthToken: {}\n", q(self.token.expose_secret()));
-        if self.mode == Mode::Forward {
-            s += &format!("httpProxy: {}\n", q(&self.proxy_url()));
+        let registry = self.registry.as_str();
+        let auth = self.registry_auth();
+        match self.scope() {
+            Some(scope) => {
+                s += &format!(
+                    "npmScopes:\n  {}:\n    npmRegistryServer: {}\n    npmAlwaysAuth: true\n    npmAuthToken: {}\n",
+                    scope.trim_start_matches('@'),
+                    q(registry),
+                    q(auth)
+                );
+                if let Some(publish) = &self.connector.publish {
+                    s += &format!("    npmPublishRegistry: {}\n", q(publish.as_str()));
+                }
+            }
+            None => {
+                s += &format!("npmRegistryServer: {}\nnpmAlwaysAuth: true\nnpmAuthToken: {}\n", q(registry), q(auth));
+                if let Some(publish) = &self.connector.publish {
+                    s += &format!("npmPublishRegistry: {}\n", q(publish.as_str()));
+                }
+            }
         }
-        // Yarn refuses plain-http registries unless listed; the http leg only reaches the proxy.
-        s += &format!("unsafeHttpWhitelist:\n  - {}\n", q(self.registry.host_str().unwrap_or_default()));
+        match self.mode {
+            Mode::Forward => {
+                s += &format!("httpProxy: {}\n", q(&self.proxy_url()));
+                // Yarn refuses plain-http registries unless listed; the http leg only reaches the proxy.
+                s += &format!("unsafeHttpWhitelist:\n  - {}\n", q(self.registry.host_str().unwrap_or_default()));
+            }
+            Mode::Gateway => {
+                s += &format!("unsafeHttpWhitelist:\n  - {}\n", q(self.registry.host_str().unwrap_or_default()));
+            }
+            Mode::HttpsProxy => {
+                s += &format!("httpsProxy: {}\nhttpsCaFilePath: {}\n", q(&self.proxy_url()), q(&self.ca_path()));
+            }
+        }
+        s
+    }
+
+    /// bun's config.
+    pub(crate) fn bunfig(&self) -> String {
+        let mut s = self.header("#");
+        s += "# Bun ignores the proxy settings of .npmrc: it takes them from HTTPS_PROXY / HTTP_PROXY,\n\
+              # so source connector.env before `bun install`.\n[install]\n";
+        if self.mode == Mode::HttpsProxy {
+            s += &format!("cafile = {}\n", q(&self.ca_path()));
+        }
+        let entry = format!("{{ url = {}, token = {} }}", q(self.registry.as_str()), q(self.registry_auth()));
+        match self.scope() {
+            Some(scope) => s += &format!("\n[install.scopes]\n{} = {entry}\n", q(scope.trim_start_matches('@'))),
+            None => s += &format!("registry = {entry}\n"),
+        }
+        s
+    }
+
+    /// Environment for everything else (bun, curl, pip, Hermeto-style prefetchers): the proxy
+    /// and, in https-proxy mode, the CA, as `KEY=value` lines that shells can source.
+    pub(crate) fn env(&self) -> String {
+        let mut s = self.header("#");
+        let proxy = self.proxy_url();
+        let ca = self.ca_path();
+        let no_proxy = "localhost,127.0.0.1,::1";
+        let vars: Vec<(&str, &str)> = match self.mode {
+            Mode::HttpsProxy => vec![
+                ("HTTPS_PROXY", &proxy),
+                ("https_proxy", &proxy),
+                ("NO_PROXY", no_proxy),
+                ("no_proxy", no_proxy),
+                ("NODE_EXTRA_CA_CERTS", &ca),
+                ("SSL_CERT_FILE", &ca),
+                ("REQUESTS_CA_BUNDLE", &ca),
+            ],
+            Mode::Forward => {
+                vec![("HTTP_PROXY", &proxy), ("http_proxy", &proxy), ("NO_PROXY", no_proxy), ("no_proxy", no_proxy)]
+            }
+            Mode::Gateway => vec![],
+        };
+        for (k, v) in vars {
+            s += &format!("{k}={v}\n");
+        }
         s
     }
 }

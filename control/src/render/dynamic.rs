@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::envoy::{bootstrap_base, config_source, to_yaml, ConfigSource, Resources};
 use super::{Options, OutFile, RenderError};
-use crate::xds::{CLUSTER, EXTENSION_CONFIG, LISTENER};
+use crate::xds::{CLUSTER, EXTENSION_CONFIG, LISTENER, SECRET};
 
 /// The xDS cluster's name in rendered bootstraps.
 pub const XDS_CLUSTER: &str = "npm_connector_xds";
@@ -106,6 +106,13 @@ pub fn xds_dir_files(res: &Resources, opts: &Options, dir: &Path) -> Result<Vec<
             secret: false,
         },
     ];
+    if !res.secrets.is_empty() {
+        files.push(OutFile {
+            path: rel("sds.yaml"),
+            contents: to_yaml(&discovery_response(SECRET, &res.secrets), "# leaf certificates and keys")?,
+            secret: true,
+        });
+    }
     for e in &res.extension_configs {
         let name = e.get("name").and_then(Value::as_str).unwrap_or_default();
         files.push(OutFile {

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::{filter, filter::authority, Mode, Options, Planned, RenderError, Unmatched, SYSTEM_CA};
+use super::filter::{self, authority, Role};
+use super::{Mode, Options, Planned, RenderError, Unmatched, SYSTEM_CA};
 
 /// Carries no header that could hold a token or credential: method, authority, path, status,
 /// flags, sizes, duration and upstream only.
@@ -16,14 +17,14 @@ const TUNNEL_CLUSTER: &str = "tunnel";
 
 /// A registry endpoint: scheme, host and port; connectors on the same one share a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Upstream {
-    tls: bool,
-    host: String,
-    port: u16,
+pub(super) struct Upstream {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
 }
 
 impl Upstream {
-    fn of(u: &url::Url) -> Self {
+    pub(super) fn of(u: &url::Url) -> Self {
         Upstream {
             tls: u.scheme() == "https",
             host: u.host_str().unwrap_or_default().to_owned(),
@@ -31,12 +32,12 @@ impl Upstream {
         }
     }
 
-    fn cluster_name(&self) -> String {
+    pub(super) fn cluster_name(&self) -> String {
         format!("registry_{}_{}", self.host, self.port)
     }
 }
 
-fn cluster(up: &Upstream, opts: &Options) -> Value {
+pub(super) fn cluster(up: &Upstream, opts: &Options) -> Value {
     let name = up.cluster_name();
     let pinned = opts.resolve.get(&up.host);
     let address = pinned.map(|ip| ip.to_string()).unwrap_or_else(|| up.host.clone());
@@ -69,12 +70,12 @@ fn cluster(up: &Upstream, opts: &Options) -> Value {
     c
 }
 
-fn route_to(cluster: &str) -> Value {
+pub(super) fn route_to(cluster: &str) -> Value {
     // Publishing a large package can take a while; npm's own timeout is 5 minutes.
     json!({"cluster": cluster, "timeout": "300s"})
 }
 
-fn json_reply(status: u16, message: &str) -> Value {
+pub(super) fn json_reply(status: u16, message: &str) -> Value {
     json!({"status": status, "body": {"inline_string": json!({"error": message}).to_string()}})
 }
 
@@ -126,6 +127,8 @@ fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Val
             vhosts.push(json!({"name": "unmatched", "domains": ["*"], "routes": [fallback]}));
             vhosts
         }
+        // https-proxy mode builds its own (render/https.rs).
+        Mode::HttpsProxy => Vec::new(),
         Mode::Gateway => {
             let mut routes: Vec<Value> = planned
                 .iter()
@@ -169,19 +172,19 @@ fn dns_cache() -> Value {
     json!({"name": PASSTHROUGH, "dns_lookup_family": "V4_PREFERRED"})
 }
 
-fn router() -> Value {
+pub(super) fn router() -> Value {
     json!({"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
 }
 
-fn access_log() -> Value {
+pub(super) fn access_log() -> Value {
     json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
         "log_format": {"text_format_source": {"inline_string": ACCESS_LOG_FORMAT}}}}])
 }
 
 /// An HTTP connection manager with the path handling every npm-connector listener needs.
-fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -> Value {
+pub(super) fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -> Value {
     // Large parts are moved in after the skeleton: `json!` would copy them.
     let mut v = json!({
         "name": "envoy.filters.network.http_connection_manager",
@@ -203,7 +206,7 @@ fn hcm(stat_prefix: &str, virtual_hosts: Vec<Value>, http_filters: Vec<Value>) -
 }
 
 /// A listener around one HTTP connection manager.
-fn listener(mut head: Value, hcm: Value) -> Value {
+pub(super) fn listener(mut head: Value, hcm: Value) -> Value {
     head["filter_chains"] = json!([{"filters": []}]);
     head["filter_chains"][0]["filters"] = Value::Array(vec![hcm]);
     head
@@ -227,6 +230,8 @@ pub struct Resources {
     pub listeners: Vec<Value>,
     pub clusters: Vec<Value>,
     pub extension_configs: Vec<Value>,
+    /// SDS secrets (https-proxy mode's leaf certificates), unless read from files.
+    pub secrets: Vec<Value>,
 }
 
 pub const WASM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
@@ -244,7 +249,7 @@ pub(crate) fn config_source(source: &ConfigSource, file: &str) -> Value {
 
 /// The filter's entry in an HTTP filter chain; with xDS, the listener only names the config,
 /// so a credential change touches the ECDS resource and drains no connection.
-fn filter_entry(
+pub(super) fn filter_entry(
     name: &str,
     filter_json: &str,
     opts: &Options,
@@ -272,7 +277,10 @@ pub fn resources(
     let forward = opts.mode == Mode::Forward;
     let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
     let mut res = Resources::default();
-    let outer_filter = filter::config(connectors, opts, forward, true)?;
+    if opts.mode == Mode::HttpsProxy {
+        return super::https::resources(planned, opts, connectors, source);
+    }
+    let outer_filter = filter::config(connectors, opts, Role { proxy_listener: forward, ..Role::default() }, true)?;
     let mut http_filters = vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs)];
     if passthrough {
         http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
@@ -294,7 +302,7 @@ pub fn resources(
     ));
     if forward {
         // The same connectors as the outer listener's, validated there already.
-        let tunnel_filter = filter::config(connectors, opts, false, false)?;
+        let tunnel_filter = filter::config(connectors, opts, Role::default(), false)?;
         let inner_filters = vec![
             filter_entry("npm_connector_tunnel", &tunnel_filter, opts, source, &mut res.extension_configs),
             router(),
@@ -325,14 +333,14 @@ pub fn resources(
 }
 
 /// What every bootstrap has: the node, the admin API on a unix socket, the internal listener
-/// extension (forward mode's CONNECT tunnels).
+/// extension (where CONNECT tunnels end in forward and https-proxy modes).
 pub(crate) fn bootstrap_base(opts: &Options, node_id: &str) -> Value {
     let mut doc = json!({
         "node": {"id": node_id, "cluster": "npm-connector"},
         // The admin API can dump the configuration: never on TCP.
         "admin": {"address": {"pipe": {"path": opts.admin_socket.display().to_string(), "mode": 0o600}}},
     });
-    if opts.mode == Mode::Forward {
+    if opts.mode != Mode::Gateway {
         doc["bootstrap_extensions"] = json!([{"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}]);
     }

@@ -51,6 +51,15 @@ pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<
                 Mode::Forward => (vec![authority(&c.address)], c.address.path().to_owned()),
                 // The gateway is reached under any name; the per-connector path selects.
                 Mode::Gateway => (vec!["*".to_owned()], p.client_registry.path().to_owned()),
+                // A CONNECT names host:port always; inside the tunnel a missing port means 443.
+                Mode::HttpsProxy => (
+                    vec![format!(
+                        "{}:{}",
+                        c.address.host_str().unwrap_or_default(),
+                        c.address.port_or_known_default().unwrap_or(443)
+                    )],
+                    c.address.path().to_owned(),
+                ),
             };
             let mut v = json!({
                 "name": c.id(),
@@ -62,6 +71,9 @@ pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<
                     None => json!({"sha256": a.sha256}),
                 }).collect::<Vec<_>>(),
             });
+            if let Some(publish) = &c.publish {
+                v["publish_prefix"] = json!(publish.path());
+            }
             // Tarball URLs on the registry's own URL must come back through the proxy.
             if c.address.as_str() != p.client_registry.as_str() {
                 v["rewrite"] = json!({"upstream": c.address.as_str(), "client": p.client_registry.as_str()});
@@ -71,22 +83,40 @@ pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<
         .collect()
 }
 
-/// The filter configuration of one listener; `proxy_listener`: clients reach it as an HTTP
-/// proxy, so a missing token gets 407. Checked with the filter's own validator (which opens
-/// the sealed credentials with the same key).
-pub(crate) fn config(
-    connectors: &[Value],
-    opts: &Options,
-    proxy_listener: bool,
-    validate: bool,
-) -> Result<String, RenderError> {
+/// The filter configuration of one listener in `role`. Checked with the filter's own
+/// validator (which opens the sealed credentials with the same key).
+/// What one listener's filter does besides matching connectors.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Role {
+    /// Clients reach the listener as an HTTP proxy: a missing token gets 407.
+    pub proxy_listener: bool,
+    /// The listener terminates CONNECT (https-proxy mode's outer listener).
+    pub connect: bool,
+    /// The listener runs inside CONNECT tunnels and takes the token from this filter state.
+    pub tunnel_token: Option<&'static str>,
+    /// Refuse what no connector claims, whatever `--unmatched` says.
+    pub deny_unmatched: bool,
+}
+
+pub(crate) fn config(connectors: &[Value], opts: &Options, role: Role, validate: bool) -> Result<String, RenderError> {
     #[derive(serde::Serialize)]
     struct FilterConfig<'a> {
         unmatched: npm_connector_filter::config::Unmatched,
         proxy_listener: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        connect: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tunnel_token: Option<&'static str>,
         connectors: &'a [Value],
     }
-    let cfg = FilterConfig { unmatched: opts.unmatched, proxy_listener, connectors };
+    let unmatched = if role.deny_unmatched { npm_connector_filter::config::Unmatched::Deny } else { opts.unmatched };
+    let cfg = FilterConfig {
+        unmatched,
+        proxy_listener: role.proxy_listener,
+        connect: role.connect,
+        tunnel_token: role.tunnel_token,
+        connectors,
+    };
     let text = serde_json::to_string(&cfg).map_err(|e| RenderError::Filter(e.to_string()))?;
     if !validate {
         return Ok(text);

@@ -43,7 +43,26 @@ fn opts(mode: Mode) -> Options {
         unmatched: Unmatched::Passthrough,
         token_expires_at: None,
         sealing: Sealing::Key(Key::from_bytes(EXAMPLE_KEY)),
+        tls: None,
     }
+}
+
+/// https-proxy mode with the published example CA and leaf (`envoy/examples/tls/`).
+fn https_opts() -> Options {
+    let read = |f: &str| std::fs::read_to_string(root().join("envoy/examples/tls").join(f)).unwrap();
+    let mut o = opts(Mode::HttpsProxy);
+    o.tls = Some(Tls {
+        ca_cert: read("ca.pem"),
+        leaves: [(
+            "nexus.example.com".to_owned(),
+            LeafPem { cert: read("leaf.pem"), key: read("leaf-key.pem").into() },
+        )]
+        .into(),
+        leaf_dir: "/etc/npm-connector/tls".into(),
+        client_dir: None,
+        out: "/etc/npm-connector".into(),
+    });
+    o
 }
 
 fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile> {
@@ -57,8 +76,8 @@ fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
 #[test]
 fn token_only_in_client_files_and_credential_only_in_envoy() {
     let cs = load("examples/connectors.yaml");
-    for mode in [Mode::Forward, Mode::Gateway] {
-        let files = render_fixed(&cs, &opts(mode));
+    for o in [opts(Mode::Forward), opts(Mode::Gateway), https_opts()] {
+        let files = render_fixed(&cs, &o);
         let envoy = file(&files, "envoy.yaml");
         assert!(envoy.contains(r#""credential":{"sealed":""#), "sealed by default");
         assert!(!envoy.contains("your-registry-password"));
@@ -66,10 +85,18 @@ fn token_only_in_client_files_and_credential_only_in_envoy() {
         assert!(!envoy.contains(&Key::from_bytes(EXAMPLE_KEY).to_base64()), "never the key");
         assert!(!envoy.contains(FIXED_TOKEN), "the token itself never reaches Envoy");
         assert!(envoy.contains(&crate::token::hash(&SecretString::from(FIXED_TOKEN.to_owned()))));
-        for f in files.iter().filter(|f| f.path != Path::new("envoy.yaml")) {
-            assert!(f.contents.contains(FIXED_TOKEN), "{:?}", f.path);
+        for f in &files {
             assert!(!f.contents.contains("your-registry-password"), "{:?}", f.path);
-            assert!(f.secret, "client files hold a token: 0600");
+            let name = f.path.display().to_string();
+            if name == "envoy.yaml" || name.ends_with(".pem") {
+                assert!(!f.contents.contains(FIXED_TOKEN), "{name}");
+                assert_eq!(f.secret, !name.ends_with(".pem") || name.ends_with("-key.pem"), "{name}");
+            } else {
+                // https-proxy's bunfig has only the placeholder: bun takes the proxy URL from HTTPS_PROXY.
+                let placeholder = o.mode == Mode::HttpsProxy && f.path.ends_with("bunfig.toml");
+                assert_eq!(f.contents.contains(FIXED_TOKEN), !placeholder, "{:?}", f.path);
+                assert!(f.secret, "client files are 0600");
+            }
         }
         for f in &files {
             assert!(!f.contents.contains("strict-ssl"), "{:?}", f.path);
@@ -142,6 +169,7 @@ fn golden_sets() -> Vec<(&'static str, Options, &'static str)> {
     vec![
         ("examples/connectors.yaml", opts(Mode::Forward), "envoy/examples/forward"),
         ("examples/connectors.yaml", opts(Mode::Gateway), "envoy/examples/gateway"),
+        ("examples/connectors.yaml", https_opts(), "envoy/examples/https-proxy"),
         ("envoy/docker/connectors.yaml", docker, "envoy/docker/rendered"),
     ]
 }
@@ -217,4 +245,89 @@ fn golden_xds_bootstrap() {
         "{} is stale: run `make golden`",
         path.display()
     );
+}
+
+/// https-proxy clients keep the registry's https URL, reach it through the proxy with the
+/// token in the proxy URL, trust the connector CA and send only a placeholder as registry auth.
+#[test]
+fn https_proxy_client_files() {
+    let files = render_fixed(&load("examples/connectors.yaml"), &https_opts());
+    let dir = "default/npm-connector";
+    let npmrc = file(&files, &format!("{dir}/.npmrc"));
+    let proxy = format!("http://default%2Fnpm-connector:{FIXED_TOKEN}@127.0.0.1:10000/");
+    let ca = "/etc/npm-connector/default/npm-connector/ca.pem";
+    for line in [
+        "registry=https://nexus.example.com/repository/npm/".to_owned(),
+        format!("https-proxy={proxy}"),
+        format!("cafile={ca}"),
+        "//nexus.example.com/repository/npm/:_authToken=npm-connector-placeholder".to_owned(),
+    ] {
+        assert!(npmrc.lines().any(|l| l == line), "{line} in:\n{npmrc}");
+    }
+    let yarnrc = file(&files, &format!("{dir}/.yarnrc.yml"));
+    for line in [
+        r#"npmRegistryServer: "https://nexus.example.com/repository/npm/""#.to_owned(),
+        format!("httpsProxy: \"{proxy}\""),
+        format!("httpsCaFilePath: \"{ca}\""),
+        "npmAlwaysAuth: true".to_owned(),
+        r#"npmAuthToken: "npm-connector-placeholder""#.to_owned(),
+    ] {
+        assert!(yarnrc.lines().any(|l| l == line), "{line} in:\n{yarnrc}");
+    }
+    let bunfig = file(&files, &format!("{dir}/bunfig.toml"));
+    assert!(bunfig.contains("HTTPS_PROXY") && bunfig.contains(&format!("cafile = \"{ca}\"")), "{bunfig}");
+    let env = file(&files, &format!("{dir}/connector.env"));
+    for var in ["HTTPS_PROXY", "NO_PROXY", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+        assert!(env.lines().any(|l| l.starts_with(&format!("{var}="))), "{var} in:\n{env}");
+    }
+    assert_eq!(file(&files, &format!("{dir}/ca.pem")), https_opts().tls.unwrap().ca_cert);
+    let envoy = file(&files, "envoy.yaml");
+    assert!(envoy.contains("/etc/npm-connector/tls/leaf_nexus.example.com-key.pem"));
+    assert!(!envoy.contains("PRIVATE KEY"), "the static bootstrap names the key file, never the key");
+    // An http registry cannot be tunnelled to; without a CA there is nothing to terminate TLS with.
+    let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace("https://", "http://");
+    let http = manifest::load(&[("x".into(), yaml)], "default").unwrap();
+    assert!(matches!(render(&http, &https_opts(), &mut Fixed), Err(RenderError::NotHttps(_))));
+    assert!(matches!(
+        render(&load("examples/connectors.yaml"), &opts(Mode::HttpsProxy), &mut Fixed),
+        Err(RenderError::NoCa)
+    ));
+}
+
+/// A scoped connector (GitLab: install from the instance endpoint, publish to the project's)
+/// configures only its scope, and publishes where the annotation says.
+#[test]
+fn scoped_connectors_with_a_publish_registry() {
+    let yaml = "kind: Secret\nmetadata: {name: gl}\nstringData: {token: glpat}\n---\n\
+        kind: Connector\nmetadata:\n  name: gitlab\n  annotations:\n    npm-connector.io/scope: \"@acme\"\n\
+        \x20   npm-connector.io/publish-address: https://gitlab.example.com/api/v4/projects/42/packages/npm/\n\
+        spec: {connectorClassName: npm, address: 'https://gitlab.example.com/api/v4/packages/npm/', \
+        auth: {name: bearerToken, secretRef: {name: gl}}}\n";
+    let cs = manifest::load(&[("gl.yaml".into(), yaml.into())], "default").unwrap();
+    let files = render_fixed(&cs, &https_opts_for("gitlab.example.com"));
+    let npmrc = file(&files, "default/gitlab/.npmrc");
+    assert!(npmrc.contains("\n@acme:registry=https://gitlab.example.com/api/v4/packages/npm/\n"), "{npmrc}");
+    assert!(!npmrc.contains("\nregistry="), "{npmrc}");
+    assert!(npmrc.contains("//gitlab.example.com/api/v4/projects/42/packages/npm/:_authToken="), "{npmrc}");
+    let yarnrc = file(&files, "default/gitlab/.yarnrc.yml");
+    assert!(yarnrc.contains("npmScopes:\n  acme:\n"), "{yarnrc}");
+    assert!(yarnrc.contains("npmPublishRegistry: \"https://gitlab.example.com/api/v4/projects/42/packages/npm/\""));
+    let envoy = file(&files, "envoy.yaml");
+    assert!(envoy.contains(r#""publish_prefix":"/api/v4/projects/42/packages/npm/""#), "{envoy}");
+    // The publish address must be on the registry's own origin.
+    let other = yaml.replace("https://gitlab.example.com/api/v4/projects", "https://evil.example.com/api/v4/projects");
+    let e = manifest::load(&[("gl.yaml".into(), other)], "default").unwrap_err().to_string();
+    assert!(
+        e.contains("npm-connector.io/publish-address") && e.contains("origin") || e.contains("scheme, host and port"),
+        "{e}"
+    );
+}
+
+fn https_opts_for(host: &str) -> Options {
+    let mut o = https_opts();
+    if let Some(t) = o.tls.as_mut() {
+        let leaf = t.leaves.values().next().cloned().unwrap();
+        t.leaves = [(host.to_owned(), leaf)].into();
+    }
+    o
 }

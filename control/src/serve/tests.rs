@@ -39,6 +39,7 @@ fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine 
         unmatched: Unmatched::Passthrough,
         token_expires_at: None,
         sealing: Sealing::Key(Key::from_bytes([1; 32])),
+        tls: None,
     };
     let cfg = ServeConfig {
         manifests: dir.to_owned(),
@@ -50,6 +51,7 @@ fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine 
         token_ttl: 100,
         debounce: Duration::from_millis(1),
         tick: Duration::from_secs(1),
+        tls: None,
     };
     Engine::new(cfg, Box::new(Counter(0))).unwrap()
 }

@@ -8,7 +8,7 @@ use envoy_types::pb::google::protobuf::Any;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{to_any, XdsError, CLUSTER, EXTENSION_CONFIG, LISTENER};
+use super::{to_any, XdsError, CLUSTER, EXTENSION_CONFIG, LISTENER, SECRET};
 use crate::render::Resources;
 
 /// One named resource.
@@ -68,11 +68,12 @@ fn names<'a>(kind: &'static str, items: &'a [Value]) -> Result<BTreeSet<&'a str>
 }
 
 /// Every reference a listener makes must resolve inside the same snapshot: route clusters,
-/// ECDS filter configurations, internal listeners.
+/// ECDS filter configurations, SDS secrets, internal listeners.
 fn check(res: &Resources) -> Result<(), SnapshotError> {
     let clusters = names("cluster", &res.clusters)?;
     let listeners = names("listener", &res.listeners)?;
     let extensions = names("extension config", &res.extension_configs)?;
+    let secrets = names("secret", &res.secrets)?;
     for l in &res.listeners {
         let listener = l.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut refs = Vec::new();
@@ -80,11 +81,23 @@ fn check(res: &Resources) -> Result<(), SnapshotError> {
         if let Some(r) = refs.iter().find(|r| !clusters.contains(*r)) {
             return Err(SnapshotError::Dangling { listener, kind: "cluster", name: (*r).to_owned() });
         }
-        let filters = l.pointer("/filter_chains/0/filters/0/typed_config/http_filters").and_then(Value::as_array);
-        for f in filters.into_iter().flatten().filter(|f| f.get("config_discovery").is_some()) {
-            let n = f.get("name").and_then(Value::as_str).unwrap_or_default();
-            if !extensions.contains(n) {
-                return Err(SnapshotError::Dangling { listener, kind: "extension config", name: n.to_owned() });
+        let chains = l.get("filter_chains").and_then(Value::as_array).into_iter().flatten();
+        for chain in chains {
+            let filters = chain.pointer("/filters/0/typed_config/http_filters").and_then(Value::as_array);
+            for f in filters.into_iter().flatten().filter(|f| f.get("config_discovery").is_some()) {
+                let n = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                if !extensions.contains(n) {
+                    return Err(SnapshotError::Dangling { listener, kind: "extension config", name: n.to_owned() });
+                }
+            }
+            let sds = chain
+                .pointer("/transport_socket/typed_config/common_tls_context/tls_certificate_sds_secret_configs")
+                .and_then(Value::as_array);
+            for s in sds.into_iter().flatten() {
+                let n = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                if !secrets.contains(n) {
+                    return Err(SnapshotError::Dangling { listener, kind: "secret", name: n.to_owned() });
+                }
             }
         }
     }
@@ -208,7 +221,12 @@ impl Snapshot {
     /// Like [`Snapshot::build`], reusing encodings of unchanged resources.
     pub fn build_cached(res: &Resources, cache: &mut EncodeCache) -> Result<Self, SnapshotError> {
         check(res)?;
-        let groups = [(CLUSTER, &res.clusters), (LISTENER, &res.listeners), (EXTENSION_CONFIG, &res.extension_configs)];
+        let groups = [
+            (CLUSTER, &res.clusters),
+            (LISTENER, &res.listeners),
+            (EXTENSION_CONFIG, &res.extension_configs),
+            (SECRET, &res.secrets),
+        ];
         let items: Vec<(&'static str, &Value)> =
             groups.iter().flat_map(|(t, v)| v.iter().map(move |x| (*t, x))).collect();
         let mut anys = cache.encode_all(&items)?.into_iter();
@@ -246,6 +264,7 @@ mod tests {
                     "http_filters": [{"name": "f", "config_discovery": {"config_source": {"ads": {}}, "type_urls": [crate::render::WASM_TYPE_URL]}}]}}]}]}),
             ],
             clusters: vec![json!({"name": "c", "connect_timeout": "1s"})],
+            secrets: vec![],
             extension_configs: vec![
                 json!({"name": "f", "typed_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": "x"}}),
             ],

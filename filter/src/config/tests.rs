@@ -147,3 +147,20 @@ fn sealed_credentials_open_once_with_the_key() {
     let e = Config::from_json(v.to_string().as_bytes(), Some(&key)).unwrap_err();
     assert!(e.to_string().contains("does not hold a credential"), "{e}");
 }
+
+#[test]
+fn tunnel_token_keys_are_checked() {
+    let base = |extra: &str| {
+        format!(
+            r#"{{{extra}"connectors":[{{"name":"a/b","hosts":["r.test"],"credential":{{"bearer":{{"token":"t"}}}},"tokens":[]}}]}}"#
+        )
+    };
+    let ok = Config::from_json(base(r#""connect":true,"tunnel_token":"npm_connector.proxy-auth","#).as_bytes(), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(ok.connect);
+    assert_eq!(ok.tunnel_token.as_deref(), Some("npm_connector.proxy-auth"));
+    for bad in ["", "a b", "x\"y"] {
+        let text = base(&format!(r#""tunnel_token":{},"#, serde_json::Value::from(bad)));
+        assert!(matches!(Config::from_json(text.as_bytes(), None), Err(ConfigError::BadTunnelKey(_))), "{bad:?}");
+    }
+}

@@ -56,6 +56,7 @@ fn render_bench(n: usize) -> RenderTimes {
         unmatched: Unmatched::Passthrough,
         token_expires_at: None,
         sealing: Sealing::Key(Key::from_bytes([7; 32])),
+        tls: None,
     };
     let (mut parse, mut full, mut snap, mut bootstrap) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..3 {
@@ -65,7 +66,7 @@ fn render_bench(n: usize) -> RenderTimes {
         parse.push(t.elapsed());
         let files = render::render(&connectors, &opts, &mut OsEntropy).unwrap_or_else(|e| panic!("{e}"));
         full.push(t.elapsed() - parse[parse.len() - 1]);
-        assert_eq!(files.len(), 2 * n + 1);
+        assert_eq!(files.len(), 4 * n + 1);
         bootstrap = files.iter().find(|f| f.path.ends_with("envoy.yaml")).map_or(0, |f| f.contents.len());
         // What `serve` does on a change: resources for one node, checked and encoded as protobuf.
         let accepted: BTreeMap<String, Vec<render::Accepted>> = connectors
@@ -78,7 +79,7 @@ fn render_bench(n: usize) -> RenderTimes {
         npm_connector::xds::snapshot::Snapshot::build(&res).unwrap_or_else(|e| panic!("{e}"));
         snap.push(t.elapsed());
     }
-    // The CLI as a user runs it: read, parse, render, write 20,001 files.
+    // The CLI as a user runs it: read, parse, render, write 40,001 files.
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.path().join("bench.yaml");
     std::fs::write(&file, &yaml).unwrap_or_else(|e| panic!("{e}"));
@@ -204,7 +205,7 @@ pub fn run() -> String {
         r.snapshot.as_millis(),
         r.bootstrap / 1_000_000,
         r.static_render.as_millis(),
-        2 * n_render + 1,
+        4 * n_render + 1,
         r.cli.as_millis(),
         p50.as_millis(),
         max.as_millis(),
