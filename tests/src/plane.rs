@@ -25,13 +25,17 @@ pub struct Plane {
     pub xds_port: u16,
     pub ca: PathBuf,
     pub wasm: PathBuf,
+    /// `--mode` of serve and of the Envoys' bootstraps.
+    pub mode: &'static str,
+    /// More deployment options for both (`--ca-dir ...` in https-proxy mode).
+    pub extra: Vec<String>,
 }
 
 impl Plane {
     pub fn deploy_args(&self, listen: u16) -> Vec<String> {
-        [
+        let mut args: Vec<String> = [
             "--mode",
-            "gateway",
+            self.mode,
             "--listen",
             &format!("127.0.0.1:{listen}"),
             "--upstream-ca",
@@ -43,7 +47,9 @@ impl Plane {
         ]
         .iter()
         .map(|s| s.to_string())
-        .collect()
+        .collect();
+        args.extend(self.extra.iter().cloned());
+        args
     }
 
     pub fn serve(&self, key: &Path, log: &str, ttl: &str) -> Daemon {
@@ -142,6 +148,8 @@ impl World {
             xds_port: free_port(),
             ca: pki.ca_cert.clone(),
             wasm: crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
+            mode: "gateway",
+            extra: Vec::new(),
         };
         World { tmp, pki, registry, manifests, password, key_file, key, plane }
     }

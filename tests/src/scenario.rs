@@ -23,6 +23,8 @@ pub const REGISTRY_HOST: &str = "registry.test";
 /// A second name for the same registry: team-b's connector, so that host matching picks it.
 pub const REGISTRY2_HOST: &str = "registry2.test";
 pub const REDIRECT_HOST: &str = "redirect.test";
+/// Pinned to the registry, whose certificate does not name it: upstream SAN verification fails.
+pub const MISMATCH_HOST: &str = "mismatch.test";
 /// The registry users: one per connector. Passwords are random per run.
 pub const USERS: [&str; 2] = ["ci-a", "ci-b"];
 pub const REDIRECT_CREDENTIAL_PREFIX: &str = "redirect-credential-";
@@ -159,7 +161,7 @@ pub fn render_and_start(
     let out = dir.join(out);
     let port = free_port();
     let mut resolve: BTreeMap<String, IpAddr> = BTreeMap::new();
-    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST] {
+    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST] {
         resolve.insert(h.to_owned(), IpAddr::from([127, 0, 0, 1]));
     }
     let opts = Options {

@@ -135,6 +135,43 @@ fn yarn_flow(env: &mut Env, connector: &str) {
     assert!(project.join("node_modules/@acme/c/package.json").exists());
 }
 
+/// pnpm and bun install the published tree with the rendered `.npmrc`, or `bunfig.toml` and
+/// `connector.env` (which holds the proxy bun needs in forward mode).
+fn pnpm_and_bun_install(env: &mut Env, connector: &str) {
+    let mode = format!("{:?}", env.mode);
+    let deps = r#""app-b":"1.0.0","@acme/c":"1.0.0""#;
+    let project = env.path(&format!("pnpm-{mode}"));
+    std::fs::write(
+        project.join("package.json"),
+        format!(r#"{{"name":"pnpm-consumer","version":"1.0.0","private":true,"dependencies":{{{deps}}}}}"#),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Test-only: packages published seconds ago would wait out pnpm's release-age gate.
+    std::fs::write(project.join("pnpm-workspace.yaml"), "minimumReleaseAge: 0\n").unwrap_or_else(|e| panic!("{e}"));
+    let home = env.path(&format!("home-pnpm-{mode}"));
+    let r = clients::pnpm(&home, &env.npmrc(connector), &project, &["install"]);
+    env.transcript.push(r.all());
+    assert!(r.ok, "pnpm install ({mode}):\n{}\n{}", r.all(), scenario::tail(&env.envoy.daemon.log_text()));
+    assert!(project.join("node_modules/app-b/package.json").exists());
+
+    let project = env.path(&format!("bun-{mode}"));
+    std::fs::write(
+        project.join("package.json"),
+        format!(r#"{{"name":"bun-consumer","version":"1.0.0","private":true,"dependencies":{{{deps}}}}}"#),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let files = env.out.join(connector);
+    std::fs::copy(files.join("bunfig.toml"), project.join("bunfig.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let vars =
+        if files.join("connector.env").exists() { clients::env_file(&files.join("connector.env")) } else { vec![] };
+    let home = env.path(&format!("home-bun-{mode}"));
+    let r = clients::bun(&home, &project, &vars, &["install"]);
+    env.transcript.push(r.all());
+    assert!(r.ok, "bun install ({mode}):\n{}\n{}", r.all(), scenario::tail(&env.envoy.daemon.log_text()));
+    assert!(project.join("node_modules/@acme/c/package.json").exists());
+    assert!(project.join("node_modules/dep-a/package.json").exists());
+}
+
 /// An npmrc for the negative cases, written next to the others.
 fn npmrc(env: &Env, name: &str, text: &str) -> std::path::PathBuf {
     let p = env.path("npmrcs").join(name);
@@ -166,6 +203,7 @@ fn forward_mode_end_to_end() {
     let npm = env.npm("home-a", &env.npmrc(A));
     npm_flows(&mut env, &npm);
     yarn_flow(&mut env, A);
+    pnpm_and_bun_install(&mut env, A);
     let dir = env.path("neg");
     let proxy = format!("127.0.0.1:{}", env.envoy.port);
     let registry = format!("http://{REGISTRY_HOST}:{}/", env.registry.port);
@@ -273,6 +311,7 @@ fn gateway_mode_end_to_end() {
     let npm = env.npm("home-a", &env.npmrc(A));
     npm_flows(&mut env, &npm);
     yarn_flow(&mut env, A);
+    pnpm_and_bun_install(&mut env, A);
     let dir = env.path("neg");
 
     // Each connector's path carries its own credential: the registry sees two users.

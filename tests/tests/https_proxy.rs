@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use npm_connector::render::Mode;
 use npm_connector_tests::clients::{self, Run};
-use npm_connector_tests::scenario::{self, Env, REGISTRY2_HOST, REGISTRY_HOST};
+use npm_connector_tests::scenario::{self, Env, MISMATCH_HOST, REGISTRY2_HOST, REGISTRY_HOST};
 
 const A: &str = "team-a/npm";
 const B: &str = "team-b/npm";
@@ -250,6 +250,41 @@ fn negative_cases(env: &mut Env) {
     assert!(r.starts_with("HTTP/1.1 403") && r.contains("token expired"), "{r}");
 }
 
+/// A registry whose certificate does not name the host the connector uses: Envoy's upstream
+/// TLS refuses it (SAN), the client gets 503, and no request (so no credential) is sent.
+fn upstream_san_mismatch(env: &mut Env) {
+    let port = env.registry.port;
+    let yaml = format!(
+        "{}apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: mismatch\n  namespace: team-a\n\
+         spec:\n  connectorClassName: npm\n  address: https://{MISMATCH_HOST}:{port}/\n  auth:\n    name: basicAuth\n\
+         \x20   secretRef:\n      name: registry-team-a\n",
+        env.yaml
+    );
+    let ca = env.pki.ca_cert.clone();
+    let (envoy, tokens) =
+        scenario::render_and_start(env.dir.path(), Mode::HttpsProxy, &ca, &env.key, &yaml, "out-mismatch", None);
+    env.secrets.extend(tokens.values().cloned());
+    let token = tokens["team-a/mismatch"].clone();
+    let client_ca = env.dir.path().join("out-mismatch/team-a/mismatch/ca.pem");
+    let r = clients::curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &format!("http://team-a%2Fmismatch:{token}@127.0.0.1:{}", envoy.port),
+        "--cacert",
+        &client_ca.display().to_string(),
+        &format!("https://{MISMATCH_HOST}:{port}/dep-a"),
+    ]);
+    assert_eq!(r.stdout.trim(), "503", "{}", r.all());
+    let cluster = format!("cluster.registry_{MISMATCH_HOST}_{port}");
+    assert!(envoy.counter(&format!("{cluster}.ssl.fail_verify_san")) >= 1, "{}", envoy.admin("/stats?filter=ssl"));
+    assert_eq!(envoy.counter(&format!("{cluster}.upstream_rq_total")), 0, "no request reached the registry");
+    // The filter did inject (the request was valid); the credential stayed inside Envoy.
+    assert!(envoy.counter("wasmcustom.npm_connector.team-a.mismatch.injected") >= 1);
+}
+
 #[test]
 fn https_proxy_mode_end_to_end() {
     let mut env = Env::start(Mode::HttpsProxy);
@@ -260,6 +295,7 @@ fn https_proxy_mode_end_to_end() {
     yarn_flows(&mut env);
     bun_flows(&mut env);
     negative_cases(&mut env);
+    upstream_san_mismatch(&mut env);
     // The access log shows the CONNECTs and the tunnelled requests, and the tokens went
     // only through the filter.
     let log = env.envoy.daemon.log_text();

@@ -46,7 +46,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
         clients: a.clients.as_deref().map(absolute).transpose()?,
         token_ttl: a.token_ttl,
         debounce: Duration::from_millis(a.debounce_ms),
-        tick: Duration::from_secs((a.token_ttl / 10).clamp(1, 30)),
+        // Often enough for the shorter of the token and leaf lifetimes.
+        tick: Duration::from_secs((a.token_ttl.min(a.deploy.leaf_ttl) / 10).clamp(1, 30)),
         tls: match &a.deploy.ca_dir {
             Some(dir) => Some(serve::TlsConfig {
                 ca_dir: absolute(dir)?,

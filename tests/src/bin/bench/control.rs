@@ -137,6 +137,8 @@ fn push_bench(n: usize, reps: usize) -> (Vec<Duration>, bool) {
         xds_port: free_port(),
         ca: pki.ca_cert,
         wasm: npm_connector_tests::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
+        mode: "gateway",
+        extra: Vec::new(),
     };
     let serve = plane.serve(&key_file, "serve.log", "30m");
     let envoys = [plane.envoy("envoy-a", &key), plane.envoy("envoy-b", &key)];
