@@ -25,6 +25,8 @@ pub const REGISTRY2_HOST: &str = "registry2.test";
 pub const REDIRECT_HOST: &str = "redirect.test";
 /// Pinned to the registry, whose certificate does not name it: upstream SAN verification fails.
 pub const MISMATCH_HOST: &str = "mismatch.test";
+/// A GitLab-shaped registry: Verdaccio behind a front that serves it under GitLab's API paths.
+pub const GITLAB_HOST: &str = "gitlab.test";
 /// The registry users: one per connector. Passwords are random per run.
 pub const USERS: [&str; 2] = ["ci-a", "ci-b"];
 pub const REDIRECT_CREDENTIAL_PREFIX: &str = "redirect-credential-";
@@ -161,7 +163,7 @@ pub fn render_and_start(
     let out = dir.join(out);
     let port = free_port();
     let mut resolve: BTreeMap<String, IpAddr> = BTreeMap::new();
-    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST] {
+    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST] {
         resolve.insert(h.to_owned(), IpAddr::from([127, 0, 0, 1]));
     }
     let opts = Options {

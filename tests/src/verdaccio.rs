@@ -35,6 +35,12 @@ pub struct Verdaccio {
 /// Starts Verdaccio on 127.0.0.1 with the given users. Passwords use htpasswd's `{SHA}` form:
 /// bcrypt would cost ~75 ms a request.
 pub fn start(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)]) -> Verdaccio {
+    start_with(dir, pki, users, |port| format!("https://{host}:{port}/"))
+}
+
+/// Like [`start`], with the public URL (where tarball URLs point) made from the port: a
+/// registry behind a front that strips a path prefix, as GitLab's API paths are.
+pub fn start_with(dir: &Path, pki: &Pki, users: &[(&str, &str)], public_url: impl FnOnce(u16) -> String) -> Verdaccio {
     let bin = crate::tool("VERDACCIO_BIN", "tests/registry/node_modules/.bin/verdaccio");
     let port = free_port();
     let htpasswd: String = users
@@ -60,7 +66,7 @@ pub fn start(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)]) -> Verda
         ca = pki.ca_cert.display(),
     );
     write("config.yaml", &config);
-    let public_url = format!("https://{host}:{port}/");
+    let public_url = public_url(port);
     let mut cmd = Command::new("node");
     cmd.arg(&bin).arg("-c").arg(dir.join("config.yaml"));
     cmd.env("VERDACCIO_PUBLIC_URL", &public_url).env("NODE_NO_WARNINGS", "1");
