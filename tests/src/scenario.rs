@@ -163,7 +163,7 @@ pub fn render_and_start(
     let out = dir.join(out);
     let port = free_port();
     let mut resolve: BTreeMap<String, IpAddr> = BTreeMap::new();
-    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST] {
+    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST, "localhost"] {
         resolve.insert(h.to_owned(), IpAddr::from([127, 0, 0, 1]));
     }
     let opts = Options {

@@ -1,9 +1,11 @@
 //! `make bench`: the filter's cost per request (against bare Envoy and the native
-//! credential_injector) and the control plane's speed, in one run; writes BENCHMARKS.md.
-//! `BENCH_ONLY=filter|control` runs one part (and leaves BENCHMARKS.md alone).
+//! credential_injector), the control plane's speed, and `npm install` through https-proxy
+//! mode against a direct install, in one run; writes BENCHMARKS.md.
+//! `BENCH_ONLY=filter|control|https` runs one part (and leaves BENCHMARKS.md alone).
 
 mod control;
 mod filter;
+mod https;
 
 /// A number from the environment, for quicker looks.
 pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -18,6 +20,9 @@ fn main() {
     }
     if only.is_empty() || only == "control" {
         sections.push(control::run());
+    }
+    if only.is_empty() || only == "https" {
+        sections.push(https::run());
     }
     if only.is_empty() {
         let report = format!(
