@@ -164,6 +164,7 @@ impl Client<'_> {
     /// and, in https-proxy mode, the CA, as `KEY=value` lines that shells can source.
     pub(crate) fn env(&self) -> String {
         let mut s = self.header("#");
+        s += "# Bun ignores the proxy settings of .npmrc: it reads the proxy from here (HTTPS_PROXY / HTTP_PROXY).\n";
         let proxy = self.proxy_url();
         let ca = self.ca_path();
         let no_proxy = "localhost,127.0.0.1,::1";

@@ -331,3 +331,17 @@ fn https_opts_for(host: &str) -> Options {
     }
     o
 }
+
+/// File-based xDS in https-proxy mode: the leaves go to `sds.yaml` (0600), which the internal
+/// listener's chains name; the bootstrap holds no key.
+#[test]
+fn xds_dir_delivers_leaves_over_file_sds() {
+    let files =
+        xds_dir(&load("examples/connectors.yaml"), &https_opts(), Path::new("/var/lib/npm-connector/xds"), &mut Fixed)
+            .unwrap();
+    let sds = files.iter().find(|f| f.path == Path::new("/var/lib/npm-connector/xds/sds.yaml")).unwrap();
+    assert!(sds.secret && sds.contents.contains("PRIVATE KEY") && sds.contents.contains("leaf_nexus.example.com"));
+    let lds = file(&files, "/var/lib/npm-connector/xds/lds.yaml");
+    assert!(lds.contains("tls_certificate_sds_secret_configs") && !lds.contains("PRIVATE KEY"));
+    assert!(!file(&files, "envoy.yaml").contains("PRIVATE KEY"));
+}
