@@ -7,9 +7,11 @@
 //! cannot serve under a path itself) and writes tarball URLs under the instance-level path.
 
 use std::path::Path;
+use std::time::Duration;
 
 use npm_connector::render::Mode;
 use npm_connector_tests::clients::{self, Npm};
+use npm_connector_tests::control;
 use npm_connector_tests::envoy::{self, Envoy};
 use npm_connector_tests::procs::free_port;
 use npm_connector_tests::scenario::{self, GITLAB_HOST};
@@ -116,15 +118,17 @@ fn gitlab_scoped_install_and_project_publish() {
     assert!(project.join("node_modules/@acme/lib/package.json").exists());
     let lock = std::fs::read_to_string(project.join("package-lock.json")).unwrap_or_default();
     assert!(lock.contains(&format!("{base}{INSTANCE}@acme/lib/-/lib-1.0.0.tgz")), "{lock}");
-    let log = envoy.daemon.log_text();
+    // Access logs reach the file every 100 ms: wait for both lines.
     let authority = format!("{GITLAB_HOST}:{front_port}");
-    assert!(
-        log.contains(&format!("\"PUT {authority}{PROJECT}@acme%2flib HTTP/1.1\" 201")),
-        "publish on the project path"
-    );
-    assert!(
-        log.contains(&format!("\"GET {authority}{INSTANCE}@acme%2flib HTTP/1.1\" 200")),
-        "install on the instance path"
+    let put = format!("\"PUT {authority}{PROJECT}@acme%2flib HTTP/1.1\" 201");
+    let get = format!("\"GET {authority}{INSTANCE}@acme%2flib HTTP/1.1\" 200");
+    control::wait_for(
+        "publish (project path) and install (instance path) in the access log",
+        Duration::from_secs(10),
+        || {
+            let log = envoy.daemon.log_text();
+            (log.contains(&put) && log.contains(&get)).then_some(())
+        },
     );
 
     // Two connectors on one host, two registry users: each path gets its own credential, and

@@ -59,7 +59,9 @@ fn https_proxy_over_xds_with_sds_leaves() {
         }
     });
     assert!(!first_leaf.is_empty());
-    assert!(serve.log_text().contains(" acked Secret version "), "the leaf came over SDS");
+    wait_for("the leaf's SDS ACK in serve's log", Duration::from_secs(10), || {
+        serve.log_text().contains(" acked Secret version ").then_some(())
+    });
     let dump = envoy.admin("/config_dump?include_eds");
     assert!(dump.contains("leaf_registry.test"), "the dump lists the SDS secret");
     assert!(!dump.contains("PRIVATE KEY"), "Envoy redacts the leaf's key in /config_dump");

@@ -7,6 +7,11 @@ mod control;
 mod filter;
 mod https;
 
+/// The allocator of the `npm-connector` binary, so that in-process renders measure what the
+/// CLI does.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A number from the environment, for quicker looks.
 pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
