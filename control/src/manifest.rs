@@ -162,6 +162,9 @@ impl Connector {
     }
 }
 
+mod docs;
+use docs::Parsed;
+
 /// A Secret's values, decoded; kept only until connectors are resolved.
 struct Secret {
     type_: Option<String>,
@@ -204,55 +207,15 @@ pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<C
     let mut secrets: BTreeMap<(String, String), Secret> = BTreeMap::new();
     let mut pending = Vec::new();
     for (file, text) in files {
-        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            let at = (file.clone(), i + 1);
-            let value = Value::deserialize(doc).map_err(|e| {
-                let loc =
-                    e.location().map(|l| format!(" at line {} column {}", l.line(), l.column())).unwrap_or_default();
-                err(&at, "document", format!("not valid YAML{loc}"))
-            })?;
-            if value.is_null() {
-                continue;
-            }
-            let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
-            match kind.as_str() {
-                "Secret" => {
-                    let raw: RawSecret = typed(value, &at)?;
-                    let name = raw.metadata.name.clone().ok_or_else(|| err(&at, "metadata.name", "missing"))?;
-                    let ns = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
-                    let values = secret_values(&raw, &at)?;
-                    let expires_at = match raw.metadata.annotations.get(EXPIRES_AT_ANNOTATION) {
-                        None => None,
-                        Some(t) => Some(parse_time(t).ok_or_else(|| {
-                            err(
-                                &at,
-                                format!("metadata.annotations.{EXPIRES_AT_ANNOTATION}"),
-                                format!("{t:?} is not an RFC 3339 time such as 2026-11-21T20:00:00Z"),
-                            )
-                        })?),
-                    };
-                    if secrets
-                        .insert(
-                            (ns.clone(), name.clone()),
-                            Secret { type_: raw.type_, values, expires_at, at: at.clone() },
-                        )
-                        .is_some()
-                    {
-                        return Err(err(&at, "metadata.name", format!("Secret {ns}/{name} is defined twice")));
+        for parsed in docs::parse_file(file, text, default_namespace)? {
+            match parsed {
+                Parsed::Secret { namespace, name, secret } => {
+                    let at = secret.at.clone();
+                    if secrets.insert((namespace.clone(), name.clone()), secret).is_some() {
+                        return Err(err(&at, "metadata.name", format!("Secret {namespace}/{name} is defined twice")));
                     }
                 }
-                "Connector" => {
-                    let raw: RawConnector = typed(value, &at)?;
-                    if raw.spec.connector_class_name != "npm" {
-                        continue;
-                    }
-                    let namespace = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
-                    pending.push(Pending { connector: raw, namespace, at });
-                }
-                "" => return Err(err(&at, "kind", "missing; expected Connector or Secret")),
-                other => {
-                    return Err(err(&at, "kind", format!("{other:?} is not supported; expected Connector or Secret")))
-                }
+                Parsed::Connector(p) => pending.push(p),
             }
         }
     }

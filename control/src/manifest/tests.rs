@@ -134,3 +134,42 @@ fn secret_expiry_annotation() {
     assert_eq!(e.field, format!("metadata.annotations.{EXPIRES_AT_ANNOTATION}"));
     assert!(load1(SEED).unwrap()[0].credential_expires_at.is_none());
 }
+
+/// `n` Secret + Connector pairs, each in its own documents.
+fn many(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "kind: Secret\nmetadata:\n  name: s{i}\n  namespace: team-{i}\ntype: kubernetes.io/basic-auth\n\
+                 stringData:\n  username: user-{i}\n  password: password-{i}\n---\n\
+                 kind: Connector\nmetadata:\n  name: npm\n  namespace: team-{i}\nspec:\n  connectorClassName: npm\n\
+                 \x20 address: https://registry-{i}.example.com/npm\n  auth:\n    name: basicAuth\n    secretRef:\n      name: s{i}\n---\n"
+            )
+        })
+        .collect()
+}
+
+/// A file over 1 MiB is parsed in two halves on two threads: the same connectors, and errors
+/// in the second half still name the right document and line.
+#[test]
+fn large_files_parse_in_two_halves_with_the_same_result() {
+    let text = many(5000);
+    assert!(text.len() > 1 << 20);
+    let whole = load(&[("big.yaml".into(), text.clone())], "default").unwrap();
+    assert_eq!(whole.len(), 5000);
+    let small: Vec<Connector> = (0..5)
+        .flat_map(|k| {
+            let part: String = text.split_inclusive("---\n").skip(k * 2000).take(2000).collect();
+            load(&[("part.yaml".into(), part)], "default").unwrap()
+        })
+        .collect();
+    let ids = |v: &[Connector]| v.iter().map(|c| (c.id(), c.address.to_string())).collect::<Vec<_>>();
+    assert_eq!(ids(&whole), ids(&small));
+
+    // Document 9001 (of 10000) is broken: its number and its line survive the split.
+    let lines_before: usize = text.split_inclusive("---\n").take(9000).map(|d| d.matches('\n').count()).sum();
+    let broken = text.replacen("  name: s4500\n", "  name: s4500\n  : : bad\n", 1);
+    let e = load(&[("big.yaml".into(), broken)], "default").unwrap_err();
+    assert_eq!((e.file.as_str(), e.doc), ("big.yaml", 9001), "{e}");
+    assert!(e.message.contains(&format!("at line {}", lines_before + 4)), "{e}");
+}
