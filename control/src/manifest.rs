@@ -215,7 +215,7 @@ pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<C
                         return Err(err(&at, "metadata.name", format!("Secret {namespace}/{name} is defined twice")));
                     }
                 }
-                Parsed::Connector(p) => pending.push(p),
+                Parsed::Connector(p) => pending.push(*p),
             }
         }
     }

@@ -11,7 +11,7 @@ use super::{err, parse_time, secret_values, typed, ManifestError, Pending, RawCo
 /// One document's meaning.
 pub(super) enum Parsed {
     Secret { namespace: String, name: String, secret: Secret },
-    Connector(Pending),
+    Connector(Box<Pending>),
 }
 
 impl Parsed {
@@ -114,7 +114,7 @@ fn parse_docs(
                     continue;
                 }
                 let namespace = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
-                out.push(Parsed::Connector(Pending { connector: raw, namespace, at }));
+                out.push(Parsed::Connector(Box::new(Pending { connector: raw, namespace, at })));
             }
             "" => return Err(err(&at, "kind", "missing; expected Connector or Secret")),
             other => return Err(err(&at, "kind", format!("{other:?} is not supported; expected Connector or Secret"))),
