@@ -143,3 +143,9 @@ pub fn curl_env(home: &Path, env: &[(String, String)], args: &[&str]) -> Run {
     cmd.args(["-sS", "--max-time", "20"]).args(args).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     run(cmd, "curl")
 }
+
+/// The HTTP status of a GET for `url` through the https proxy `proxy` (a URL with the token as
+/// userinfo), trusting `cacert` for the tunnel's TLS.
+pub fn status_through(proxy: &str, cacert: &Path, url: &str) -> Run {
+    curl(&["-o", "/dev/null", "-w", "%{http_code}", "-x", proxy, "--cacert", &cacert.display().to_string(), url])
+}

@@ -140,30 +140,12 @@ fn gitlab_scoped_install_and_project_publish() {
     assert_eq!(whoami(&out.join("team-g/gitlab/.npmrc"), &format!("{base}{INSTANCE}")), "ci-a");
     assert_eq!(whoami(&out.join("team-h/project43/.npmrc"), &format!("{base}{OTHER_PROJECT}")), "ci-b");
     let token_g = tokens["team-g/gitlab"].clone();
-    let r = clients::curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-x",
-        &format!("http://team-g%2Fgitlab:{token_g}@127.0.0.1:{}", envoy.port),
-        "--cacert",
-        &out.join("team-g/gitlab/ca.pem").display().to_string(),
-        &format!("{base}{OTHER_PROJECT}-/whoami"),
-    ]);
+    let proxy_g = format!("http://team-g%2Fgitlab:{token_g}@127.0.0.1:{}", envoy.port);
+    let ca_g = out.join("team-g/gitlab/ca.pem");
+    let r = clients::status_through(&proxy_g, &ca_g, &format!("{base}{OTHER_PROJECT}-/whoami"));
     assert_eq!(r.stdout.trim(), "403", "team-g's token on team-h's path: {}", r.all());
     // Outside both connectors' prefixes on that host nothing is injected: the tunnel refuses.
-    let r = clients::curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-x",
-        &format!("http://team-g%2Fgitlab:{token_g}@127.0.0.1:{}", envoy.port),
-        "--cacert",
-        &out.join("team-g/gitlab/ca.pem").display().to_string(),
-        &format!("{base}/api/v4/user"),
-    ]);
+    let r = clients::status_through(&proxy_g, &ca_g, &format!("{base}/api/v4/user"));
     assert_eq!(r.stdout.trim(), "403", "{}", r.all());
     drop(front);
 }

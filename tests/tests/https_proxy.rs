@@ -266,17 +266,8 @@ fn upstream_san_mismatch(env: &mut Env) {
     env.secrets.extend(tokens.values().cloned());
     let token = tokens["team-a/mismatch"].clone();
     let client_ca = env.dir.path().join("out-mismatch/team-a/mismatch/ca.pem");
-    let r = clients::curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-x",
-        &format!("http://team-a%2Fmismatch:{token}@127.0.0.1:{}", envoy.port),
-        "--cacert",
-        &client_ca.display().to_string(),
-        &format!("https://{MISMATCH_HOST}:{port}/dep-a"),
-    ]);
+    let proxy = format!("http://team-a%2Fmismatch:{token}@127.0.0.1:{}", envoy.port);
+    let r = clients::status_through(&proxy, &client_ca, &format!("https://{MISMATCH_HOST}:{port}/dep-a"));
     assert_eq!(r.stdout.trim(), "503", "{}", r.all());
     let cluster = format!("cluster.registry_{MISMATCH_HOST}_{port}");
     assert!(envoy.counter(&format!("{cluster}.ssl.fail_verify_san")) >= 1, "{}", envoy.admin("/stats?filter=ssl"));
