@@ -131,6 +131,8 @@ pub enum RenderError {
     NoCa,
     #[error("connector {0}: https-proxy mode tunnels to https registries only; use forward mode for an http registry")]
     NotHttps(String),
+    #[error("connector {0}: https-proxy mode needs the registry's host name, not an IP address (clients send no SNI for an IP)")]
+    IpHost(String),
     #[error("https-proxy mode: no leaf certificate for registry host {0}")]
     NoLeaf(String),
 }
@@ -205,6 +207,10 @@ fn plan<'a>(
         }
         if let Some(c) = connectors.iter().find(|c| c.address.scheme() != "https") {
             return Err(RenderError::NotHttps(c.id()));
+        }
+        // The internal listener picks a host's leaf by SNI, which clients never send for an IP.
+        if let Some(c) = connectors.iter().find(|c| !matches!(c.address.host(), Some(url::Host::Domain(_)))) {
+            return Err(RenderError::IpHost(c.id()));
         }
     }
     let public = opts.public_url()?;

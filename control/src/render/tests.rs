@@ -288,6 +288,11 @@ fn https_proxy_client_files() {
     let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace("https://", "http://");
     let http = manifest::load(&[("x".into(), yaml)], "default").unwrap();
     assert!(matches!(render(&http, &https_opts(), &mut Fixed), Err(RenderError::NotHttps(_))));
+    let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml"))
+        .unwrap()
+        .replace("nexus.example.com", "10.0.0.5");
+    let ip = manifest::load(&[("x".into(), yaml)], "default").unwrap();
+    assert!(matches!(render(&ip, &https_opts(), &mut Fixed), Err(RenderError::IpHost(_))));
     assert!(matches!(
         render(&load("examples/connectors.yaml"), &opts(Mode::HttpsProxy), &mut Fixed),
         Err(RenderError::NoCa)
