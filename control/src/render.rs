@@ -267,28 +267,32 @@ pub fn render(
         tokens.push(t);
         Ok(vec![a])
     })?;
-    let filter_connectors = filter::connectors(&planned, opts)?;
     let public = opts.public_url()?;
-    let mut files = Vec::new();
-    for (p, token) in planned.iter().zip(&tokens) {
-        let client = client::Client {
-            connector: p.connector,
-            registry: &p.client_registry,
-            public: &public,
-            mode: opts.mode,
-            token,
-            tls: opts.tls.as_ref(),
-        };
-        files.extend(files_for(&client));
-    }
+    // Client files on a second thread while the bootstrap is built (both grow with connectors).
+    let (client_files, bootstrap) = std::thread::scope(|s| {
+        let clients = s.spawn(|| {
+            let mut files = Vec::with_capacity(planned.len() * 5);
+            for (p, token) in planned.iter().zip(&tokens) {
+                let client = client::Client {
+                    connector: p.connector,
+                    registry: &p.client_registry,
+                    public: &public,
+                    mode: opts.mode,
+                    token,
+                    tls: opts.tls.as_ref(),
+                };
+                files.extend(files_for(&client));
+            }
+            files
+        });
+        let bootstrap = filter::connectors(&planned, opts).and_then(|fc| envoy::bootstrap(&planned, opts, &fc));
+        (clients.join(), bootstrap)
+    });
+    let mut files = client_files.map_err(|_| RenderError::Filter("a rendering thread panicked".into()))?;
     if opts.mode == Mode::HttpsProxy {
         files.extend(https::leaf_files(&planned, opts)?);
     }
-    files.push(OutFile {
-        path: PathBuf::from("envoy.yaml"),
-        contents: envoy::bootstrap(&planned, opts, &filter_connectors)?,
-        secret: true,
-    });
+    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: bootstrap?, secret: true });
     Ok(files)
 }
 

@@ -280,7 +280,31 @@ pub fn resources(
     if opts.mode == Mode::HttpsProxy {
         return super::https::resources(planned, opts, connectors, source);
     }
-    let outer_filter = filter::config(connectors, opts, Role { proxy_listener: forward, ..Role::default() }, true)?;
+    // The two listeners' halves and the clusters are independent: build them on two threads
+    // (thousands of connectors make this the bulk of a render).
+    let (outer_side, tunnel_side) = std::thread::scope(|s| {
+        let tunnel_side = s.spawn(|| -> Result<_, RenderError> {
+            let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
+            ups.sort();
+            ups.dedup();
+            let clusters: Vec<Value> = ups.iter().map(|u| cluster(u, opts)).collect();
+            let tunnel = match forward {
+                // The same connectors as the outer listener's, validated there already.
+                true => Some((
+                    filter::config(connectors, opts, Role::default(), false)?,
+                    virtual_hosts(planned, opts, Side::Tunnel),
+                )),
+                false => None,
+            };
+            Ok((clusters, tunnel))
+        });
+        let role = Role { proxy_listener: forward, ..Role::default() };
+        let outer_side =
+            filter::config(connectors, opts, role, true).map(|f| (f, virtual_hosts(planned, opts, Side::Outer)));
+        (outer_side, tunnel_side.join())
+    });
+    let (outer_filter, outer_vhosts) = outer_side?;
+    let (clusters, tunnel) = tunnel_side.map_err(|_| RenderError::Filter("a rendering thread panicked".into()))??;
     let mut http_filters = vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs)];
     if passthrough {
         http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
@@ -288,7 +312,7 @@ pub fn resources(
             "dns_cache_config": dns_cache()}}));
     }
     http_filters.push(router());
-    let mut outer = hcm("npm_connector", virtual_hosts(planned, opts, Side::Outer), http_filters);
+    let mut outer = hcm("npm_connector", outer_vhosts, http_filters);
     let listen = opts.listen;
     let listener_name = if forward { "npm_connector_forward" } else { "npm_connector_gateway" };
     if forward {
@@ -300,21 +324,15 @@ pub fn resources(
         json!({"name": listener_name, "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}}}),
         outer,
     ));
-    if forward {
-        // The same connectors as the outer listener's, validated there already.
-        let tunnel_filter = filter::config(connectors, opts, Role::default(), false)?;
+    if let Some((tunnel_filter, tunnel_vhosts)) = tunnel {
         let inner_filters = vec![
             filter_entry("npm_connector_tunnel", &tunnel_filter, opts, source, &mut res.extension_configs),
             router(),
         ];
-        let inner = hcm("npm_connector_tunnel", virtual_hosts(planned, opts, Side::Tunnel), inner_filters);
+        let inner = hcm("npm_connector_tunnel", tunnel_vhosts, inner_filters);
         res.listeners.push(listener(json!({"name": TUNNEL_LISTENER, "internal_listener": {}}), inner));
     }
-
-    let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
-    ups.sort();
-    ups.dedup();
-    res.clusters.extend(ups.iter().map(|u| cluster(u, opts)));
+    res.clusters = clusters;
     if forward {
         res.clusters.push(json!({"name": TUNNEL_CLUSTER, "connect_timeout": "5s", "load_assignment": {"cluster_name": TUNNEL_CLUSTER,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": TUNNEL_LISTENER}}}}]}]}}));
