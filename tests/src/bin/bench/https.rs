@@ -40,7 +40,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 pub fn run() -> String {
     let n_packages = knob("BENCH_HTTPS_PACKAGES", 32usize);
-    let pairs = knob("BENCH_HTTPS_PAIRS", 7usize);
+    let pairs = knob("BENCH_HTTPS_PAIRS", 11usize);
     let tmp = tempfile::Builder::new().prefix("npm-connector-bench-https-").tempdir().unwrap_or_else(|e| panic!("{e}"));
     let d = tmp.path();
     let pki = pki::make(d, &[HOST, "127.0.0.1"]);
