@@ -131,6 +131,30 @@ fn gitlab_scoped_install_and_project_publish() {
         },
     );
 
+    // yarn publishes to the project path too: npmScopes.acme.npmPublishRegistry.
+    let home = d.join("home-yarn");
+    let rendered = std::fs::read_to_string(out.join("team-g/gitlab/.yarnrc.yml")).unwrap_or_else(|e| panic!("{e}"));
+    // Test-only settings; yarn's age gate would quarantine packages published seconds ago.
+    let settings = format!(
+        "{rendered}nodeLinker: node-modules\nenableGlobalCache: false\ncacheFolder: {}\nenableTelemetry: false\nnpmMinimalAgeGate: 0\n",
+        home.join("yarn-cache").display()
+    );
+    let ypkg = d.join("ylib");
+    std::fs::create_dir_all(&ypkg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ypkg.join("package.json"), r#"{"name":"@acme/ylib","version":"1.0.0","main":"index.js"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ypkg.join("index.js"), "module.exports = 2;\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ypkg.join(".yarnrc.yml"), &settings).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(ypkg.join("yarn.lock"), "").unwrap_or_else(|e| panic!("{e}"));
+    for args in [&["install"][..], &["npm", "publish"][..]] {
+        let r = clients::yarn(&home, &ypkg, args);
+        assert!(r.ok, "yarn {args:?}:\n{}\n--- envoy:\n{}", r.all(), scenario::tail(&envoy.daemon.log_text()));
+    }
+    let yput = format!("\"PUT {authority}{PROJECT}@acme%2fylib HTTP/1.1\" 201");
+    control::wait_for("yarn's publish on the project path in the access log", Duration::from_secs(10), || {
+        envoy.daemon.log_text().contains(&yput).then_some(())
+    });
+
     // Two connectors on one host, two registry users: each path gets its own credential, and
     // a token for one is refused on the other's path.
     let whoami = |npmrc: &Path, registry: &str| {
