@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use npm_connector::manifest::Connector;
-use npm_connector::pki;
-use npm_connector::render::{tls_hosts, Key, LeafPem, Mode, Options, Sealing, Tls, Unmatched};
+use npm_connector::pki::{Leaves, TlsConfig};
+use npm_connector::render::{tls_hosts, Key, Mode, Options, Sealing, Tls, Unmatched};
 
 /// How credentials are protected in what Envoy receives.
 #[derive(clap::Args, Debug)]
@@ -101,29 +101,30 @@ impl DeployArgs {
         })
     }
 
+    /// Where the connector CA is and how long leaves live (`--ca-dir`, `--leaf-ttl`,
+    /// `--client-dir`); `None` without `--ca-dir`.
+    pub fn tls_config(&self) -> Result<Option<TlsConfig>> {
+        let Some(dir) = &self.ca_dir else { return Ok(None) };
+        Ok(Some(TlsConfig {
+            ca_dir: absolute(dir)?,
+            leaf_ttl: std::time::Duration::from_secs(self.leaf_ttl),
+            client_dir: self.client_dir.as_deref().map(absolute).transpose()?,
+        }))
+    }
+
     /// https-proxy mode's certificates: the CA, and a fresh leaf for every registry host of
     /// `connectors`, written under `out/tls`. `None` in the other modes.
     pub fn tls(&self, connectors: &[Connector], out: &Path) -> Result<Option<Tls>> {
         if self.mode != Mode::HttpsProxy {
             return Ok(None);
         }
-        let Some(dir) = &self.ca_dir else {
+        let Some(cfg) = self.tls_config()? else {
             bail!("--mode https-proxy needs --ca-dir: create the connector CA with `npm-connector ca init --dir DIR`");
         };
-        let ca = pki::Ca::load(dir)?;
-        let now = std::time::SystemTime::now();
-        let mut leaves = BTreeMap::new();
-        for host in tls_hosts(connectors) {
-            let leaf = ca.mint_leaf(&[&host], now, std::time::Duration::from_secs(self.leaf_ttl))?;
-            leaves.insert(host, LeafPem { cert: leaf.cert_pem, key: leaf.key_pem });
-        }
-        Ok(Some(Tls {
-            ca_cert: ca.cert_pem.clone(),
-            leaves,
-            leaf_dir: out.join("tls"),
-            client_dir: self.client_dir.as_deref().map(absolute).transpose()?,
-            out: out.to_owned(),
-        }))
+        let mut leaves = Leaves::open(&cfg)?;
+        // A leaf that cannot be minted is logged here and refused by the renderer (no leaf).
+        leaves.refresh(&tls_hosts(connectors), std::time::SystemTime::now());
+        Ok(Some(leaves.tls(out)))
     }
 }
 

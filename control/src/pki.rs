@@ -11,6 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::output;
 use crate::render::OutFile;
 
+mod leaves;
+pub use leaves::{Leaves, TlsConfig};
+
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca-key.pem";
 

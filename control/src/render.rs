@@ -138,8 +138,9 @@ pub enum RenderError {
 }
 
 /// The registry hosts that need a leaf certificate in https-proxy mode.
-pub fn tls_hosts(connectors: &[Connector]) -> Vec<String> {
-    let mut hosts: Vec<String> = connectors.iter().filter_map(|c| c.address.host_str().map(str::to_owned)).collect();
+pub fn tls_hosts<'a>(connectors: impl IntoIterator<Item = &'a Connector>) -> Vec<String> {
+    let mut hosts: Vec<String> =
+        connectors.into_iter().filter_map(|c| c.address.host_str().map(str::to_owned)).collect();
     hosts.sort();
     hosts.dedup();
     hosts
@@ -161,6 +162,25 @@ pub(crate) struct Planned<'a> {
 }
 
 impl Options {
+    /// Options with the defaults a deployment mostly keeps: the filter and admin socket where
+    /// the rendered examples put them, the system trust store, DNS, unmatched requests passed
+    /// through, tokens without expiry, no https-proxy certificates. Set the rest as fields.
+    pub fn new(mode: Mode, listen: SocketAddr, sealing: Sealing) -> Self {
+        Options {
+            mode,
+            listen,
+            public_url: None,
+            wasm: "/etc/npm-connector/npm_connector_filter.wasm".into(),
+            admin_socket: "/run/npm-connector/admin.sock".into(),
+            upstream_ca: None,
+            resolve: BTreeMap::new(),
+            unmatched: Unmatched::Passthrough,
+            token_expires_at: None,
+            sealing,
+            tls: None,
+        }
+    }
+
     fn public_url(&self) -> Result<url::Url, RenderError> {
         let u = match &self.public_url {
             Some(u) => u.clone(),
@@ -225,17 +245,18 @@ fn plan<'a>(
 /// A connector's client files (`.npmrc`, `.yarnrc.yml`) carrying `token`.
 pub fn client_files(c: &Connector, opts: &Options, token: &SecretString) -> Result<Vec<OutFile>, RenderError> {
     let public = opts.public_url()?;
-    Ok(files_for(&client::Client {
-        connector: c,
-        registry: &client_registry(c, opts, &public),
-        public: &public,
-        mode: opts.mode,
-        token,
-        tls: opts.tls.as_ref(),
-    }))
+    Ok(files_for(c, &client_registry(c, opts, &public), &public, opts, token))
 }
 
-fn files_for(client: &client::Client<'_>) -> Vec<OutFile> {
+/// A connector's client files, its clients using `registry` and reaching the proxy at `public`.
+fn files_for(
+    connector: &Connector,
+    registry: &url::Url,
+    public: &url::Url,
+    opts: &Options,
+    token: &SecretString,
+) -> Vec<OutFile> {
+    let client = &client::Client { connector, registry, public, mode: opts.mode, token, tls: opts.tls.as_ref() };
     let dir = PathBuf::from(&client.connector.namespace).join(&client.connector.name);
     let mut files = vec![
         OutFile { path: dir.join(".npmrc"), contents: client.npmrc(), secret: true },
@@ -273,15 +294,7 @@ pub fn render(
         let clients = s.spawn(|| {
             let mut files = Vec::with_capacity(planned.len() * 5);
             for (p, token) in planned.iter().zip(&tokens) {
-                let client = client::Client {
-                    connector: p.connector,
-                    registry: &p.client_registry,
-                    public: &public,
-                    mode: opts.mode,
-                    token,
-                    tls: opts.tls.as_ref(),
-                };
-                files.extend(files_for(&client));
+                files.extend(files_for(p.connector, &p.client_registry, &public, opts, token));
             }
             files
         });

@@ -2,7 +2,6 @@
 //! Secret manifests (and SIGHUP), keeps client tokens, renders a snapshot per connected Envoy
 //! and hands it to the xDS cache. A bad manifest is logged and the last good snapshot stays.
 
-pub mod leaves;
 pub mod source;
 pub mod tokens;
 
@@ -15,12 +14,12 @@ use notify::Watcher as _;
 use tokio::sync::mpsc;
 
 use crate::manifest::Connector;
+use crate::pki::Leaves;
+pub use crate::pki::TlsConfig;
 use crate::render::{self, Accepted, ConfigSource, Options};
 use crate::token::Entropy;
 use crate::xds::cache::{Cache, NodeInfo};
 use crate::xds::snapshot::{EncodeCache, Snapshot};
-use leaves::Leaves;
-pub use leaves::TlsConfig;
 use tokens::TokenStore;
 
 /// How `serve` runs.

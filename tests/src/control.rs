@@ -18,6 +18,20 @@ pub fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `npm-connector keygen -o path`; returns the key as Envoy takes it (`NPM_CONNECTOR_KEY`).
+pub fn keygen(path: &Path) -> String {
+    run(&["keygen", "-o", &path.display().to_string()]);
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_owned()
+}
+
+/// `npm-connector render -f file -o out --key-file key` and `extra`; returns what it printed.
+pub fn render(file: &Path, out: &Path, key: &Path, extra: &[&str]) -> String {
+    let (file, out, key) = (file.display().to_string(), out.display().to_string(), key.display().to_string());
+    let mut args = vec!["render", "-f", &file, "-o", &out, "--key-file", &key];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// Starts `npm-connector serve` with `args`, logging to `log`.
 pub fn serve(args: &[String], log: PathBuf) -> Daemon {
     let mut cmd = Command::new(binary());

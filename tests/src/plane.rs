@@ -20,6 +20,23 @@ pub fn manifest(registry: &str, user: &str, password: &str) -> String {
     )
 }
 
+/// `n` Connector + Secret pairs in namespaces `team-<i>`; with `distinct_hosts` each has its own
+/// registry host, else all use `registry.test`. `rotation` sets the first one's password.
+pub fn many_manifests(n: usize, distinct_hosts: bool, rotation: usize) -> String {
+    let mut y = String::with_capacity(n * 420);
+    for i in 0..n {
+        let host = if distinct_hosts { format!("registry-{i}.example.com") } else { "registry.test".to_owned() };
+        let pw = if i == 0 { format!("password-{rotation}") } else { format!("password-{i}") };
+        y += &format!(
+            "kind: Secret\napiVersion: v1\nmetadata:\n  name: s{i}\n  namespace: team-{i}\ntype: kubernetes.io/basic-auth\n\
+             stringData:\n  username: user-{i}\n  password: {pw}\n---\n\
+             apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: npm\n  namespace: team-{i}\n\
+             spec:\n  connectorClassName: npm\n  address: https://{host}/repository/npm\n  auth:\n    name: basicAuth\n    secretRef:\n      name: s{i}\n---\n"
+        );
+    }
+    y
+}
+
 pub struct Plane {
     pub dir: PathBuf,
     pub xds_port: u16,
@@ -141,8 +158,7 @@ impl World {
         let mut manifests = crate::configmap::ConfigMapDir::new(&d.join("manifests"));
         manifests.write(&[("connectors.yaml", &manifest(&registry.public_url, "ci-0", &password))]);
         let key_file = d.join("key");
-        control::run(&["keygen", "-o", &key_file.display().to_string()]);
-        let key = std::fs::read_to_string(&key_file).unwrap_or_default().trim().to_owned();
+        let key = control::keygen(&key_file);
         let plane = Plane {
             dir: d.clone(),
             xds_port: free_port(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use npm_connector::render::{self, Key, LeafPem, Mode, Options, Sealing, Tls, Unmatched};
+use npm_connector::render::{self, Key, LeafPem, Mode, Options, Sealing, Tls};
 use npm_connector::token::{Entropy, OsEntropy, TokenError};
 use npm_connector::{manifest, output};
 use secrecy::{ExposeSecret, SecretString};
@@ -166,20 +166,13 @@ pub fn render_and_start(
     for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST, "localhost"] {
         resolve.insert(h.to_owned(), IpAddr::from([127, 0, 0, 1]));
     }
-    let opts = Options {
-        mode,
-        listen: format!("127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}")),
-        public_url: None,
-        wasm: crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
-        admin_socket: out.join("admin.sock"),
-        upstream_ca: Some(ca.to_owned()),
-        resolve,
-        unmatched: Unmatched::Passthrough,
-        token_expires_at,
-        sealing: Sealing::Key(key.clone()),
-        tls: None,
-    };
-    let mut opts = opts;
+    let listen = format!("127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = Options::new(mode, listen, Sealing::Key(key.clone()));
+    opts.wasm = crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
+    opts.admin_socket = out.join("admin.sock");
+    opts.upstream_ca = Some(ca.to_owned());
+    opts.resolve = resolve;
+    opts.token_expires_at = token_expires_at;
     if mode == Mode::HttpsProxy {
         opts.tls = Some(connector_tls(dir, &connectors, &out));
     }

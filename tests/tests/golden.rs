@@ -70,35 +70,15 @@ fn envoy_refuses_a_configuration_the_filter_rejects() {
 fn a_large_flow_style_bootstrap_validates() {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut yaml = String::new();
-    for i in 0..2_000 {
-        yaml += &format!(
-            "kind: Secret\napiVersion: v1\nmetadata: {{name: s{i}, namespace: team-{i}}}\ntype: kubernetes.io/basic-auth\n\
-             stringData: {{username: user-{i}, password: password-{i}}}\n---\n\
-             apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {{name: npm, namespace: team-{i}}}\n\
-             spec: {{connectorClassName: npm, address: 'https://registry-{i}.example.com/repository/npm', \
-             auth: {{name: basicAuth, secretRef: {{name: s{i}}}}}}}\n---\n"
-        );
-    }
     let file = dir.path().join("many.yaml");
-    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, npm_connector_tests::plane::many_manifests(2_000, true, 0)).unwrap_or_else(|e| panic!("{e}"));
     let key = dir.path().join("key");
-    npm_connector_tests::control::run(&["keygen", "-o", &key.display().to_string()]);
+    npm_connector_tests::control::keygen(&key);
     let out = dir.path().join("out");
     // `render` runs `envoy --mode validate` on what it wrote and fails if Envoy refuses it.
-    let said = npm_connector_tests::control::run(&[
-        "render",
-        "-f",
-        &file.display().to_string(),
-        "-o",
-        &out.display().to_string(),
-        "--key-file",
-        &key.display().to_string(),
-        "--wasm",
-        &wasm.display().to_string(),
-        "--envoy",
-        &envoy::binary().display().to_string(),
-    ]);
+    let envoy_bin = envoy::binary().display().to_string();
+    let wasm = wasm.display().to_string();
+    let said = npm_connector_tests::control::render(&file, &out, &key, &["--wasm", &wasm, "--envoy", &envoy_bin]);
     assert!(said.contains("validated with"), "{said}");
     let text = std::fs::read_to_string(out.join("envoy.yaml")).unwrap_or_else(|e| panic!("{e}"));
     assert!(text.contains("\n# Large: written in YAML flow style"), "expected flow style for 2,000 connectors");

@@ -103,7 +103,7 @@ fn xds_control_plane_end_to_end() {
     // Envoys NACK (serve logs their error) and keep the last good configuration.
     serve.terminate();
     let other_key = d.join("other-key");
-    control::run(&["keygen", "-o", other_key.to_str().unwrap()]);
+    control::keygen(&other_key);
     let wrong = plane.serve(&other_key, "serve-wrong-key.log", "30m");
     wait_for("a NACK from each Envoy", Duration::from_secs(20), || {
         let log = wrong.log_text();

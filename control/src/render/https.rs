@@ -11,7 +11,6 @@
 //! transport socket hands to the internal listener), where the filter checks it again for every
 //! request, so two connectors on one registry host stay apart.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use secrecy::ExposeSecret;
@@ -57,8 +56,8 @@ pub(crate) fn leaf_files(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<
     Ok(files)
 }
 
-fn hosts(planned: &[Planned<'_>]) -> BTreeSet<String> {
-    planned.iter().filter_map(|p| p.connector.address.host_str().map(str::to_owned)).collect()
+fn hosts(planned: &[Planned<'_>]) -> Vec<String> {
+    super::tls_hosts(planned.iter().map(|p| p.connector))
 }
 
 /// The SDS secrets (`envoy.extensions.transport_sockets.tls.v3.Secret`) for `serve`.

@@ -32,19 +32,7 @@ fn load(path: &str) -> Vec<Connector> {
 }
 
 fn opts(mode: Mode) -> Options {
-    Options {
-        mode,
-        listen: "127.0.0.1:10000".parse().unwrap(),
-        public_url: None,
-        wasm: "/etc/npm-connector/npm_connector_filter.wasm".into(),
-        admin_socket: "/run/npm-connector/admin.sock".into(),
-        upstream_ca: None,
-        resolve: BTreeMap::new(),
-        unmatched: Unmatched::Passthrough,
-        token_expires_at: None,
-        sealing: Sealing::Key(Key::from_bytes(EXAMPLE_KEY)),
-        tls: None,
-    }
+    Options::new(mode, "127.0.0.1:10000".parse().unwrap(), Sealing::Key(Key::from_bytes(EXAMPLE_KEY)))
 }
 
 /// https-proxy mode with the published example CA and leaf (`envoy/examples/tls/`).

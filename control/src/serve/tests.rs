@@ -1,12 +1,11 @@
 //! The engine without the network: snapshots per node, bad manifests, expiry warnings.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use super::*;
-use crate::render::{Key, Mode, Sealing, Unmatched};
+use crate::render::{Key, Mode, Sealing};
 use crate::token::TokenError;
 
 struct Counter(u32);
@@ -28,19 +27,7 @@ fn manifest(expiry: Option<&str>) -> String {
 }
 
 fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine {
-    let opts = Options {
-        mode: Mode::Gateway,
-        listen: "127.0.0.1:10000".parse().unwrap(),
-        public_url: None,
-        wasm: "/x.wasm".into(),
-        admin_socket: "/a.sock".into(),
-        upstream_ca: None,
-        resolve: BTreeMap::new(),
-        unmatched: Unmatched::Passthrough,
-        token_expires_at: None,
-        sealing: Sealing::Key(Key::from_bytes([1; 32])),
-        tls: None,
-    };
+    let opts = Options::new(Mode::Gateway, "127.0.0.1:10000".parse().unwrap(), Sealing::Key(Key::from_bytes([1; 32])));
     let cfg = ServeConfig {
         manifests: dir.to_owned(),
         namespace: "ns".into(),

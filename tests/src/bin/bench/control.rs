@@ -4,30 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use npm_connector::render::{self, Key, Mode, Options, Sealing, Unmatched};
+use npm_connector::render::{self, Key, Mode, Options, Sealing};
 use npm_connector::token::OsEntropy;
 use npm_connector_tests::configmap::ConfigMapDir;
 use npm_connector_tests::control::{self, wait_for};
-use npm_connector_tests::plane::Plane;
+use npm_connector_tests::plane::{many_manifests, Plane};
 use npm_connector_tests::procs::free_port;
 
 use crate::knob;
-
-/// `n` Connector + Secret pairs; with `distinct_hosts` each has its own registry host.
-fn manifests(n: usize, distinct_hosts: bool, rotation: usize) -> String {
-    let mut y = String::with_capacity(n * 420);
-    for i in 0..n {
-        let host = if distinct_hosts { format!("registry-{i}.example.com") } else { "registry.test".to_owned() };
-        let pw = if i == 0 { format!("password-{rotation}") } else { format!("password-{i}") };
-        y += &format!(
-            "kind: Secret\napiVersion: v1\nmetadata:\n  name: s{i}\n  namespace: team-{i}\ntype: kubernetes.io/basic-auth\n\
-             stringData:\n  username: user-{i}\n  password: {pw}\n---\n\
-             apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: npm\n  namespace: team-{i}\n\
-             spec:\n  connectorClassName: npm\n  address: https://{host}/repository/npm\n  auth:\n    name: basicAuth\n    secretRef:\n      name: s{i}\n---\n"
-        );
-    }
-    y
-}
 
 /// Rounds of the in-memory render measures; the host's speed varies, so the table gives the
 /// range as well as the median.
@@ -57,20 +41,9 @@ struct RenderTimes {
 }
 
 fn render_bench(n: usize) -> RenderTimes {
-    let yaml = manifests(n, true, 0);
-    let opts = Options {
-        mode: Mode::Forward,
-        listen: "127.0.0.1:10000".parse().unwrap_or_else(|e| panic!("{e}")),
-        public_url: None,
-        wasm: "/etc/npm-connector/npm_connector_filter.wasm".into(),
-        admin_socket: "/run/npm-connector/admin.sock".into(),
-        upstream_ca: None,
-        resolve: BTreeMap::new(),
-        unmatched: Unmatched::Passthrough,
-        token_expires_at: None,
-        sealing: Sealing::Key(Key::from_bytes([7; 32])),
-        tls: None,
-    };
+    let yaml = many_manifests(n, true, 0);
+    let listen = "127.0.0.1:10000".parse().unwrap_or_else(|e| panic!("{e}"));
+    let opts = Options::new(Mode::Forward, listen, Sealing::Key(Key::from_bytes([7; 32])));
     let (mut parse, mut full, mut both, mut snap, mut bootstrap) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..ROUNDS {
         let t = Instant::now();
@@ -98,21 +71,12 @@ fn render_bench(n: usize) -> RenderTimes {
     let file = dir.path().join("bench.yaml");
     std::fs::write(&file, &yaml).unwrap_or_else(|e| panic!("{e}"));
     let key = dir.path().join("key");
-    control::run(&["keygen", "-o", &key.display().to_string()]);
+    control::keygen(&key);
     let mut cli = Vec::new();
     for i in 0..3 {
         let out = dir.path().join(format!("out{i}"));
         let t = Instant::now();
-        control::run(&[
-            "render",
-            "-f",
-            &file.display().to_string(),
-            "-o",
-            &out.display().to_string(),
-            "--key-file",
-            &key.display().to_string(),
-            "--no-validate",
-        ]);
+        control::render(&file, &out, &key, &["--no-validate"]);
         cli.push(t.elapsed());
     }
     RenderTimes {
@@ -143,10 +107,9 @@ fn push_bench(n: usize, reps: usize) -> (Vec<Duration>, bool) {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let d = tmp.path();
     let mut cm = ConfigMapDir::new(&d.join("manifests"));
-    cm.write(&[("connectors.yaml", &manifests(n, false, 0))]);
+    cm.write(&[("connectors.yaml", &many_manifests(n, false, 0))]);
     let key_file = d.join("key");
-    control::run(&["keygen", "-o", &key_file.display().to_string()]);
-    let key = std::fs::read_to_string(&key_file).unwrap_or_default().trim().to_owned();
+    let key = control::keygen(&key_file);
     let pki = npm_connector_tests::pki::make(d, &["registry.test"]);
     let plane = Plane {
         dir: d.to_owned(),
@@ -179,7 +142,7 @@ fn push_bench(n: usize, reps: usize) -> (Vec<Duration>, bool) {
         let before: BTreeMap<String, String> = acks(&serve.log_text()).into_iter().map(|(_, n, v)| (n, v)).collect();
         let lines_before = serve.log_text().lines().count();
         let t0 = SystemTime::now();
-        cm.write(&[("connectors.yaml", &manifests(n, false, rep))]);
+        cm.write(&[("connectors.yaml", &many_manifests(n, false, rep))]);
         let t1 = wait_for("both ACKs", Duration::from_secs(60), || acked_by_both(t0, &before));
         times.push(t1.duration_since(t0).unwrap_or_default());
         let new_lines: Vec<String> = serve.log_text().lines().skip(lines_before).map(str::to_owned).collect();

@@ -1,11 +1,12 @@
-//! https-proxy mode's leaf certificates under `serve`: minted with the connector CA for every
-//! registry host, delivered over SDS, and renewed once two thirds of their validity are gone.
+//! https-proxy mode's leaf certificates: minted with the connector CA for every registry host
+//! (`render` once; `serve` delivers them over SDS and renews them once two thirds of their
+//! validity are gone).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::pki::{self, Ca, PkiError};
+use super::{needs_renewal, Ca, PkiError};
 use crate::render::{LeafPem, Tls};
 
 /// Where `serve` gets its CA and how long leaves live.
@@ -37,7 +38,7 @@ impl Leaves {
         self.current.retain(|h, _| hosts.contains(h));
         let mut changed = before != self.current.len();
         for host in hosts {
-            let due = self.current.get(host).is_none_or(|(_, exp)| pki::needs_renewal(*exp, self.cfg.leaf_ttl, now));
+            let due = self.current.get(host).is_none_or(|(_, exp)| needs_renewal(*exp, self.cfg.leaf_ttl, now));
             if !due {
                 continue;
             }
