@@ -5,8 +5,9 @@ mod cli;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-/// Rendering thousands of connectors builds and frees millions of small JSON values; mimalloc
-/// makes that about a third faster than glibc's allocator (BENCHMARKS.md).
+/// Rendering thousands of connectors builds and frees millions of small JSON values, which
+/// mimalloc handles faster than glibc's allocator (seen while profiling; the render figures in
+/// BENCHMARKS.md are taken with it, not compared against glibc there).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
