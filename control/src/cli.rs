@@ -31,8 +31,8 @@ pub struct KeyArgs {
 /// Everything about the deployment the manifests do not say (shared by render and serve).
 #[derive(clap::Args, Debug)]
 pub struct DeployArgs {
-    /// How clients reach registries through the proxy.
-    #[arg(long, value_enum, default_value = "forward")]
+    /// How clients reach registries through the proxy: gateway or https-proxy.
+    #[arg(long, value_parser = parse_mode, default_value = "gateway")]
     pub mode: Mode,
     /// Namespace for manifests without metadata.namespace.
     #[arg(long, default_value = "default")]
@@ -55,9 +55,11 @@ pub struct DeployArgs {
     /// Pin a registry host to an address instead of DNS: HOST=IP (repeatable).
     #[arg(long = "resolve", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
-    /// What to do with requests no connector matches.
-    #[arg(long, default_value = "passthrough", value_parser = ["passthrough", "deny"])]
-    pub unmatched: String,
+    /// https-proxy mode: a CONNECT (with a valid token) to a host:port no connector owns is a
+    /// blind TCP tunnel (passthrough) or refused with 403 (deny; the hosts of a Connector's
+    /// npm-connector.io/tunnel-hosts annotation stay open).
+    #[arg(long, value_enum, default_value = "passthrough")]
+    pub unmatched: Unmatched,
     #[command(flatten)]
     pub key: KeyArgs,
     /// https-proxy mode: the connector CA's directory (from `npm-connector ca init`). Its key
@@ -71,6 +73,22 @@ pub struct DeployArgs {
     /// paths point there) [default: the rendered <output>/<namespace>/<name> directory].
     #[arg(long)]
     pub client_dir: Option<PathBuf>,
+    /// https-proxy mode: PEM roots the clients' ca-bundle.pem holds besides the connector CA,
+    /// for blind tunnels to CDNs [default: the system trust store].
+    #[arg(long)]
+    pub trust_bundle: Option<PathBuf>,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "gateway" => Ok(Mode::Gateway),
+        "https-proxy" => Ok(Mode::HttpsProxy),
+        "forward" => Err("forward mode was removed: it sent clients to http:// registry URLs that lockfiles keep \
+             (a credential sent in clear outside the mesh). Use --mode https-proxy (real https URLs, \
+             --ca-dir), or --mode gateway"
+            .to_owned()),
+        other => Err(format!("{other:?}: expected gateway or https-proxy")),
+    }
 }
 
 fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
@@ -94,7 +112,7 @@ impl DeployArgs {
             admin_socket: self.admin_socket.clone().unwrap_or_else(|| out.join("admin.sock")),
             upstream_ca: self.upstream_ca.as_deref().map(absolute).transpose()?,
             resolve: self.resolve.iter().cloned().collect::<BTreeMap<_, _>>(),
-            unmatched: if self.unmatched == "deny" { Unmatched::Deny } else { Unmatched::Passthrough },
+            unmatched: self.unmatched,
             token_expires_at,
             sealing: if credentials { self.key.sealing()? } else { Sealing::Plaintext },
             tls: None,
@@ -109,6 +127,7 @@ impl DeployArgs {
             ca_dir: absolute(dir)?,
             leaf_ttl: std::time::Duration::from_secs(self.leaf_ttl),
             client_dir: self.client_dir.as_deref().map(absolute).transpose()?,
+            trust_bundle: self.trust_bundle.as_deref().map(absolute).transpose()?,
         }))
     }
 

@@ -21,6 +21,13 @@ pub const SCOPE_ANNOTATION: &str = "npm-connector.io/scope";
 /// On a Connector: where packages are published if not at `spec.address` (GitLab's
 /// project-level `/api/v4/projects/<id>/packages/npm/`). Same scheme, host and port.
 pub const PUBLISH_ANNOTATION: &str = "npm-connector.io/publish-address";
+/// On a Connector: `"true"` accepts an `http://` registry, whose credential then travels in
+/// clear (a warning on every render). Without it an http address is refused.
+pub const CLEARTEXT_ANNOTATION: &str = "npm-connector.io/allow-cleartext";
+/// On a Connector: `host[:port]` list (comma-separated, port 443 by default) that https-proxy
+/// mode tunnels blind even under `--unmatched deny`: the CDN a registry redirects tarball
+/// downloads to. Never intercepted, never given a credential.
+pub const TUNNEL_HOSTS_ANNOTATION: &str = "npm-connector.io/tunnel-hosts";
 
 fn parse_time(t: &str) -> Option<u64> {
     let st = humantime::parse_rfc3339_weak(t.trim()).ok()?;
@@ -154,6 +161,8 @@ pub struct Connector {
     pub scope: Option<String>,
     /// The publish registry URL, if not `address` (same origin, path ends in '/').
     pub publish: Option<url::Url>,
+    /// `host:port`s https-proxy mode may tunnel blind for this connector's clients (a CDN).
+    pub tunnel_hosts: Vec<String>,
 }
 
 impl Connector {
@@ -270,6 +279,28 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
         }
     }
     let address = parse_address(&p.connector.spec.address).map_err(|m| err(at, "spec.address", m))?;
+    let cleartext = match p.connector.metadata.annotations.get(CLEARTEXT_ANNOTATION).map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(err(
+                at,
+                format!("metadata.annotations.{CLEARTEXT_ANNOTATION}"),
+                format!("{other:?} must be \"true\" or \"false\""),
+            ))
+        }
+    };
+    if address.scheme() == "http" && !cleartext {
+        return Err(err(
+            at,
+            "spec.address",
+            format!(
+                "{:?} is http: the registry credential would travel in clear; use the registry's https URL, \
+                 or annotate the Connector {CLEARTEXT_ANNOTATION}: \"true\" to accept that",
+                address.as_str()
+            ),
+        ));
+    }
     let auth = p
         .connector
         .spec
@@ -351,6 +382,23 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
             (pu != address).then_some(pu)
         }
     };
+    let tunnel_hosts = match annotations.get(TUNNEL_HOSTS_ANNOTATION) {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                parse_host_port(h).ok_or_else(|| {
+                    err(
+                        at,
+                        format!("metadata.annotations.{TUNNEL_HOSTS_ANNOTATION}"),
+                        format!("{h:?} is not host or host:port"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     Ok(Connector {
         namespace: p.namespace,
         name,
@@ -359,7 +407,30 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
         credential_expires_at: secret.expires_at,
         scope,
         publish,
+        tunnel_hosts,
     })
+}
+
+/// `host` or `host:port` (443 by default), lower-cased, as a CONNECT names it.
+fn parse_host_port(s: &str) -> Option<String> {
+    let u = url::Url::parse(&format!("https://{s}/")).ok()?;
+    let host = u.host_str()?;
+    (u.path() == "/" && u.username().is_empty()).then(|| format!("{host}:{}", u.port().unwrap_or(443)))
+}
+
+/// Warnings every render repeats: registries whose credential travels in clear.
+pub fn warnings(connectors: &[Connector]) -> Vec<String> {
+    connectors
+        .iter()
+        .filter(|c| c.address.scheme() == "http")
+        .map(|c| {
+            format!(
+                "connector {}: {} is http; its credential travels in clear ({CLEARTEXT_ANNOTATION} is set)",
+                c.id(),
+                c.address
+            )
+        })
+        .collect()
 }
 
 fn parse_address(s: &str) -> Result<url::Url, String> {

@@ -23,6 +23,8 @@ pub enum PkiError {
     Exists(String),
     #[error("cannot read the CA in {0}: {1}")]
     Read(String, std::io::Error),
+    #[error("cannot read the trust bundle {0}: {1}")]
+    Io(String, std::io::Error),
     #[error("certificate work failed: {0}")]
     Cert(String),
     #[error(transparent)]

@@ -19,8 +19,19 @@ use secrecy::SecretString;
 use crate::manifest::Connector;
 use crate::token::{Entropy, TokenError};
 
-pub use npm_connector_filter::config::Unmatched;
 pub use npm_connector_filter::seal::Key;
+
+/// What https-proxy mode does with a CONNECT to a `host:port` no connector owns (from one of
+/// its clients; without a token it is always 407).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Unmatched {
+    /// A blind TCP tunnel to that destination: no TLS interception, no filter, no credential.
+    #[default]
+    Passthrough,
+    /// Refused with 403 (an egress allow-list), except the hosts a Connector lists in
+    /// `npm-connector.io/tunnel-hosts`.
+    Deny,
+}
 
 /// How the credential travels in the filter configuration.
 #[derive(Debug, Clone)]
@@ -31,11 +42,10 @@ pub enum Sealing {
     Plaintext,
 }
 
-/// How build pods reach the registry through the proxy.
+/// How build pods reach the registry through the proxy. (Forward mode, which told clients to
+/// speak plain http to the registry's own host, was removed: lockfiles kept those http URLs.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Clients keep the registry's host and use the proxy as a plain-HTTP forward proxy.
-    Forward,
     /// Clients use a registry URL on the proxy itself, one path per connector.
     Gateway,
     /// Clients keep the registry's real https URL and tunnel to it through the proxy with
@@ -46,7 +56,6 @@ pub enum Mode {
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
-            Mode::Forward => "forward",
             Mode::Gateway => "gateway",
             Mode::HttpsProxy => "https-proxy",
         }
@@ -75,6 +84,8 @@ pub struct Tls {
     pub client_dir: Option<PathBuf>,
     /// The rendered output directory (absolute).
     pub out: PathBuf,
+    /// The roots clients trust besides the connector CA (PEM): the system's, or `--trust-bundle`.
+    pub roots: String,
 }
 
 /// Everything about the deployment that the manifests do not say.
@@ -100,6 +111,10 @@ pub struct Options {
     /// https-proxy mode's certificates.
     pub tls: Option<Tls>,
 }
+
+/// The trust bundle clients of https-proxy mode verify with: the connector CA (for intercepted
+/// registries) plus public roots (for blind tunnels to CDNs and other hosts).
+pub const BUNDLE_FILE: &str = "ca-bundle.pem";
 
 pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -129,7 +144,7 @@ pub enum RenderError {
     Xds(String),
     #[error("https-proxy mode needs the connector CA (npm-connector ca init, then --ca-dir)")]
     NoCa,
-    #[error("connector {0}: https-proxy mode tunnels to https registries only; use forward mode for an http registry")]
+    #[error("connector {0}: https-proxy mode tunnels to https registries only; use gateway mode for a cleartext registry")]
     NotHttps(String),
     #[error("connector {0}: https-proxy mode needs the registry's host name, not an IP address (clients send no SNI for an IP)")]
     IpHost(String),
@@ -197,12 +212,6 @@ impl Options {
 /// The registry URL a connector's clients use.
 fn client_registry(c: &Connector, opts: &Options, public: &url::Url) -> url::Url {
     match opts.mode {
-        // The client keeps the registry's host and path, spoken as plain http to the proxy.
-        Mode::Forward => {
-            let mut u = c.address.clone();
-            let _ = u.set_scheme("http");
-            u
-        }
         Mode::Gateway => {
             let mut u = public.clone();
             u.set_path(&format!("/{}/{}/", c.namespace, c.name));
@@ -269,6 +278,8 @@ fn files_for(
     }
     if let (Mode::HttpsProxy, Some(tls)) = (client.mode, client.tls) {
         files.push(OutFile { path: dir.join(client::CA_FILE), contents: tls.ca_cert.clone(), secret: false });
+        let bundle = format!("{}\n{}", tls.ca_cert.trim_end(), tls.roots);
+        files.push(OutFile { path: dir.join(BUNDLE_FILE), contents: bundle, secret: false });
     }
     files
 }

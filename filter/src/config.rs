@@ -1,80 +1,73 @@
-//! Filter configuration: strict JSON parsed into raw types, then validated once into the
-//! compiled form that every request shares.
+//! Filter configuration: one schema, shared with the control plane (which builds the raw types
+//! as structs), parsed strictly and validated once into the compiled form every request shares.
+//!
+//! The configuration never says which host or path belongs to a connector: Envoy's route
+//! configuration does. Each connector names the route (`route.name`) that is its own and the
+//! cluster that route must send to; the filter acts on the route the router chose.
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-pub use crate::credential::Credential;
-use crate::credential::RawCredential;
-use crate::matcher::{HostPattern, PathPrefix};
+pub use crate::credential::{Credential, RawCredential};
 use crate::seal::Key;
 use crate::token::TokenHash;
 
-/// What happens to a request that no connector matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+/// Which listener the filter runs on; each takes the client token from its own place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Unmatched {
-    /// Forward it untouched (only the hop-by-hop `Proxy-Authorization` is removed).
-    #[default]
-    Passthrough,
-    /// Refuse it with 403: the proxy is an egress allow-list.
-    Deny,
+pub enum Role {
+    /// Clients use a registry URL on the proxy; the token is `Authorization` (`_authToken`).
+    Gateway,
+    /// https-proxy mode's outer listener: only `CONNECT`, decided on its route and the token in
+    /// `Proxy-Authorization`. Never injects; its configuration holds no credential.
+    Connect,
+    /// Requests decrypted inside a CONNECT tunnel: the token is the CONNECT's
+    /// `Proxy-Authorization`, which the outer listener left in filter state.
+    Tunnel,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    unmatched: Unmatched,
-    /// Clients reach this listener as an HTTP proxy: a missing token is answered with 407.
-    #[serde(default)]
-    proxy_listener: bool,
-    /// Clients open CONNECT tunnels here (https-proxy mode): a CONNECT is decided on its
-    /// `host:port` and token alone, and never carries the credential.
-    #[serde(default)]
-    connect: bool,
-    /// Requests arrive inside a CONNECT tunnel (https-proxy mode): the client token is the
-    /// tunnel's `Proxy-Authorization`, which the outer listener left in this filter-state key.
-    #[serde(default)]
-    tunnel_token: Option<String>,
-    connectors: Vec<RawConnector>,
+pub struct RawConfig {
+    pub role: Role,
+    /// The filter-state key holding the tunnel's token (role `tunnel` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_token: Option<String>,
+    pub connectors: Vec<RawConnector>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawConnector {
-    name: String,
-    hosts: Vec<String>,
-    #[serde(default = "default_prefix")]
-    path_prefix: String,
-    /// A second path the connector owns on the same hosts: where it publishes (GitLab's
-    /// project-level endpoint next to the instance-level one it installs from).
-    #[serde(default)]
-    publish_prefix: Option<String>,
-    credential: RawCredential,
-    tokens: Vec<RawToken>,
-    #[serde(default)]
-    rewrite: Option<RawRewrite>,
+pub struct RawConnector {
+    /// `namespace/name`.
+    pub name: String,
+    /// The name of the route(s) that are this connector's. In role `connect` the connectors of
+    /// one registry `host:port` share the CONNECT route; otherwise a route has one connector.
+    pub route: String,
+    /// The cluster this connector's route must send to: its registry's, with verified TLS.
+    pub cluster: String,
+    /// Absent in role `connect`, required otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<RawCredential>,
+    pub tokens: Vec<RawToken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<RawRewrite>,
 }
 
-fn default_prefix() -> String {
-    "/".to_owned()
-}
-
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawToken {
-    sha256: String,
-    #[serde(default)]
-    expires_at: Option<u64>,
+pub struct RawToken {
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawRewrite {
-    upstream: String,
-    client: String,
+pub struct RawRewrite {
+    pub upstream: String,
+    pub client: String,
 }
 
 /// Why a configuration was rejected. Messages name the connector and field, never a secret.
@@ -82,20 +75,20 @@ struct RawRewrite {
 pub enum ConfigError {
     #[error("configuration is not valid JSON for this filter: {0}")]
     Json(String),
-    #[error("configuration has no connectors")]
-    NoConnectors,
     #[error("connector #{index}: name {name:?} must be namespace/name")]
     BadName { index: usize, name: String },
     #[error("connector {0}: the name is used twice")]
     DuplicateName(String),
-    #[error("connector {connector}: hosts must not be empty")]
-    NoHosts { connector: String },
-    #[error("connector {connector}: host {host:?}: {reason}")]
-    BadHost { connector: String, host: String, reason: String },
-    #[error("connector {connector}: path_prefix {prefix:?} must start with '/' and have no '.' or '..' segments")]
-    BadPrefix { connector: String, prefix: String },
+    #[error("connector {connector}: {field} must not be empty")]
+    Empty { connector: String, field: &'static str },
+    #[error("connectors {first} and {second} both own route {route:?}; a route selects one connector")]
+    SharedRoute { first: String, second: String, route: String },
     #[error("connector {connector}: credential: {reason}")]
     BadCredential { connector: String, reason: &'static str },
+    #[error("connector {0}: role connect never injects, so its configuration must not hold a credential")]
+    CredentialOnConnect(String),
+    #[error("connector {0}: credential is missing")]
+    NoCredential(String),
     #[error("connector {connector}: the credential is sealed but Envoy has no key: set NPM_CONNECTOR_KEY in Envoy's environment (the bootstrap passes it with vm_config.environment_variables.host_env_keys)")]
     NoKey { connector: String },
     #[error(
@@ -104,12 +97,12 @@ pub enum ConfigError {
     Unseal { connector: String },
     #[error("connector {connector}: tokens[{index}].sha256 must be 64 hex digits")]
     BadTokenHash { connector: String, index: usize },
+    #[error("connectors {first} and {second} accept the same token; tokens are minted per connector")]
+    SharedToken { first: String, second: String },
     #[error("connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'")]
     BadRewrite { connector: String, field: &'static str },
-    #[error("tunnel_token {0:?} must be a filter-state key: letters, digits, '.', '_' and '-'")]
-    BadTunnelKey(String),
-    #[error("connectors {first} and {second} both claim host {host:?} with path prefix {prefix:?}")]
-    Overlap { first: String, second: String, host: String, prefix: String },
+    #[error("role tunnel needs tunnel_token, a filter-state key of letters, digits, '.', '_' and '-'; other roles take none")]
+    BadTunnelKey,
 }
 
 /// Tarball URL rewrite: `dist.tarball` values starting with `upstream` are re-based on `client`.
@@ -122,30 +115,47 @@ pub struct Rewrite {
 #[derive(Debug)]
 pub struct Connector {
     pub name: String,
-    pub hosts: Vec<HostPattern>,
-    pub prefix: PathPrefix,
-    pub publish_prefix: Option<PathPrefix>,
-    pub credential: Credential,
-    pub tokens: Vec<TokenHash>,
+    pub route: String,
+    pub cluster: String,
+    /// `None` only in role `connect`.
+    pub credential: Option<Credential>,
     pub rewrite: Option<Rewrite>,
+}
+
+/// An accepted token: whose it is and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub connector: usize,
+    pub expires_at: Option<u64>,
 }
 
 #[derive(Debug)]
 pub struct Config {
-    pub unmatched: Unmatched,
-    pub proxy_listener: bool,
-    pub connect: bool,
+    pub role: Role,
     pub tunnel_token: Option<String>,
     pub connectors: Vec<Connector>,
+    /// Route name → the connectors that own it (one, except CONNECT routes).
+    routes: HashMap<String, Vec<usize>>,
+    /// Token hash → grant: one lookup, whatever the number of connectors.
+    tokens: HashMap<TokenHash, Grant>,
 }
 
 impl Config {
-    /// Parses and validates the plugin configuration bytes.
     /// Parses and validates the plugin configuration bytes; `key` opens sealed credentials,
     /// once, here, never per request.
     pub fn from_json(bytes: &[u8], key: Option<&Key>) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(describe(&e)))?;
         Self::try_from((raw, key))
+    }
+
+    /// The connectors that own `route`, if any.
+    pub fn route(&self, route: &str) -> Option<&[usize]> {
+        self.routes.get(route).map(Vec::as_slice)
+    }
+
+    /// Whose token this hash is.
+    pub fn grant(&self, hash: &TokenHash) -> Option<Grant> {
+        self.tokens.get(hash).copied()
     }
 }
 
@@ -171,52 +181,61 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
     type Error = ConfigError;
 
     fn try_from((raw, key): (RawConfig, Option<&Key>)) -> Result<Self, ConfigError> {
-        if raw.connectors.is_empty() {
-            return Err(ConfigError::NoConnectors);
-        }
-        if let Some(k) = &raw.tunnel_token {
-            let ok = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !ok {
-                return Err(ConfigError::BadTunnelKey(k.clone()));
+        let key_ok = match (&raw.tunnel_token, raw.role) {
+            (Some(k), Role::Tunnel) => {
+                !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             }
+            (None, Role::Tunnel) | (Some(_), _) => false,
+            (None, _) => true,
+        };
+        if !key_ok {
+            return Err(ConfigError::BadTunnelKey);
         }
-        let mut connectors: Vec<Connector> = Vec::with_capacity(raw.connectors.len());
-        // Indexes, so that validating thousands of connectors stays linear.
-        let mut names: HashMap<String, usize> = HashMap::with_capacity(raw.connectors.len());
-        let mut claims: HashMap<(String, String), usize> = HashMap::with_capacity(raw.connectors.len());
+        let n = raw.connectors.len();
+        let mut connectors: Vec<Connector> = Vec::with_capacity(n);
+        let mut names: HashMap<String, usize> = HashMap::with_capacity(n);
+        let mut routes: HashMap<String, Vec<usize>> = HashMap::with_capacity(n);
+        let mut tokens: HashMap<TokenHash, Grant> = HashMap::with_capacity(n);
         for (index, rc) in raw.connectors.into_iter().enumerate() {
-            let c = Connector::validate(index, rc, key)?;
+            let (c, hashes) = Connector::validate(index, rc, raw.role, key)?;
             if names.insert(c.name.clone(), index).is_some() {
                 return Err(ConfigError::DuplicateName(c.name));
             }
-            // Two connectors with the same host pattern and prefix would make the choice of
-            // credential depend on list order: refuse it.
-            for (h, prefix) in c.hosts.iter().flat_map(|h| c.prefixes().map(move |p| (h, p))) {
-                let claim = (h.to_string(), prefix.as_str().to_owned());
-                if let Some(&first) = claims.get(&claim) {
-                    return Err(ConfigError::Overlap {
-                        first: connectors[first].name.clone(),
-                        second: c.name.clone(),
-                        host: claim.0,
-                        prefix: claim.1,
-                    });
+            let owners = routes.entry(c.route.clone()).or_default();
+            if let (Some(&first), false) = (owners.first(), raw.role == Role::Connect) {
+                return Err(ConfigError::SharedRoute {
+                    first: connectors[first].name.clone(),
+                    second: c.name,
+                    route: c.route,
+                });
+            }
+            owners.push(index);
+            for (hash, expires_at) in hashes {
+                if let Some(other) = tokens.insert(hash, Grant { connector: index, expires_at }) {
+                    if other.connector != index {
+                        return Err(ConfigError::SharedToken {
+                            first: connectors[other.connector].name.clone(),
+                            second: c.name,
+                        });
+                    }
                 }
-                claims.insert(claim, connectors.len());
             }
             connectors.push(c);
         }
-        Ok(Config {
-            unmatched: raw.unmatched,
-            proxy_listener: raw.proxy_listener,
-            connect: raw.connect,
-            tunnel_token: raw.tunnel_token,
-            connectors,
-        })
+        Ok(Config { role: raw.role, tunnel_token: raw.tunnel_token, connectors, routes, tokens })
     }
 }
 
+/// A connector's accepted token hashes with their expiry.
+type Hashes = Vec<(TokenHash, Option<u64>)>;
+
 impl Connector {
-    fn validate(index: usize, raw: RawConnector, key: Option<&Key>) -> Result<Self, ConfigError> {
+    fn validate(
+        index: usize,
+        raw: RawConnector,
+        role: Role,
+        key: Option<&Key>,
+    ) -> Result<(Self, Hashes), ConfigError> {
         let name = raw.name;
         let valid_name = match name.split_once('/') {
             Some((ns, n)) => is_dns_label_ish(ns) && is_dns_label_ish(n),
@@ -225,35 +244,24 @@ impl Connector {
         if !valid_name {
             return Err(ConfigError::BadName { index, name });
         }
-        if raw.hosts.is_empty() {
-            return Err(ConfigError::NoHosts { connector: name });
+        for (field, v) in [("route", &raw.route), ("cluster", &raw.cluster)] {
+            if v.is_empty() {
+                return Err(ConfigError::Empty { connector: name, field });
+            }
         }
-        let mut hosts = Vec::with_capacity(raw.hosts.len());
-        for h in &raw.hosts {
-            let p = HostPattern::parse(h).map_err(|reason| ConfigError::BadHost {
-                connector: name.clone(),
-                host: h.clone(),
-                reason: reason.to_string(),
-            })?;
-            hosts.push(p);
-        }
-        let prefix = PathPrefix::parse(&raw.path_prefix)
-            .ok_or_else(|| ConfigError::BadPrefix { connector: name.clone(), prefix: raw.path_prefix.clone() })?;
-        let publish_prefix = match &raw.publish_prefix {
-            None => None,
-            Some(p) => Some(
-                PathPrefix::parse(p)
-                    .ok_or_else(|| ConfigError::BadPrefix { connector: name.clone(), prefix: p.clone() })?,
-            ),
+        let credential = match (raw.credential, role) {
+            (Some(_), Role::Connect) => return Err(ConfigError::CredentialOnConnect(name)),
+            (None, Role::Connect) => None,
+            (None, _) => return Err(ConfigError::NoCredential(name)),
+            (Some(c), _) => Some(Credential::validate(&name, c, key)?),
         };
-        let credential = Credential::validate(&name, raw.credential, key)?;
         // No tokens is a valid state (a control plane that has not minted any yet): every
         // request for the connector is then refused as carrying a bad token.
-        let mut tokens = Vec::with_capacity(raw.tokens.len());
+        let mut hashes = Vec::with_capacity(raw.tokens.len());
         for (i, t) in raw.tokens.iter().enumerate() {
-            let hash = TokenHash::from_hex(&t.sha256, t.expires_at)
+            let hash = TokenHash::from_hex(&t.sha256)
                 .ok_or_else(|| ConfigError::BadTokenHash { connector: name.clone(), index: i })?;
-            tokens.push(hash);
+            hashes.push((hash, t.expires_at));
         }
         let rewrite = match raw.rewrite {
             None => None,
@@ -270,16 +278,7 @@ impl Connector {
                 Some(Rewrite { upstream: r.upstream, client: r.client })
             }
         };
-        Ok(Connector { name, hosts, prefix, publish_prefix, credential, tokens, rewrite })
-    }
-
-    fn prefixes(&self) -> impl Iterator<Item = &PathPrefix> {
-        std::iter::once(&self.prefix).chain(self.publish_prefix.as_ref())
-    }
-
-    /// The length of the longest of this connector's prefixes that `path` (canonical) is under.
-    pub fn matched_prefix_len(&self, path: &str) -> Option<usize> {
-        self.prefixes().filter(|p| p.matches(path)).map(PathPrefix::len).max()
+        Ok((Connector { name, route: raw.route, cluster: raw.cluster, credential, rewrite }, hashes))
     }
 }
 

@@ -5,27 +5,36 @@ use std::fmt;
 
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::ConfigError;
 use crate::seal::{Key, SealError};
 
-#[derive(Deserialize)]
+/// A credential as the configuration carries it; the control plane builds these. Secret
+/// fields print as `[REDACTED]` in `Debug` and are exposed only when serialised.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
-pub(crate) enum RawCredential {
+pub enum RawCredential {
     Basic {
         username: String,
+        #[serde(serialize_with = "expose")]
         password: SecretString,
     },
     Bearer {
+        #[serde(serialize_with = "expose")]
         token: SecretString,
     },
     Header {
         name: String,
+        #[serde(serialize_with = "expose")]
         value: SecretString,
     },
     /// base64(nonce ‖ XChaCha20-Poly1305(JSON of one of the above)), bound to the connector name.
     Sealed(String),
+}
+
+fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
 }
 
 /// The header that carries the registry credential upstream.

@@ -1,22 +1,26 @@
-//! The per-request decision: which connector a request belongs to, and whether it gets the
-//! registry credential, a refusal, or passes through untouched.
+//! The per-request decision. Envoy's router has already chosen the route; the decision only
+//! enforces: a connector's credential is injected only on that connector's own route, sending
+//! to that connector's own cluster, for a registry method, with that connector's valid token.
+//! Every other request gets no credential, whatever its `Host`, path or headers say.
 
-use crate::config::{Config, Unmatched};
-use crate::matcher::{canonical_path, Authority};
-use crate::token::{self, Presented, Source, Verdict};
+use crate::canon::{check_authority, check_path};
+use crate::config::{Config, Role};
+use crate::token::{self, Header, Presented, Source, TokenHash};
 
-/// The request headers the decision needs; the shim reads only these.
+/// What the decision reads: a few request headers and the route the router chose.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Request<'a> {
     pub method: Option<&'a str>,
     pub authority: Option<&'a str>,
     pub path: Option<&'a str>,
-    pub proxy_authorization: Option<&'a str>,
-    pub authorization: Option<&'a str>,
+    pub proxy_authorization: Header<'a>,
+    pub authorization: Header<'a>,
     /// Inside a CONNECT tunnel: the `Proxy-Authorization` the CONNECT carried (filter state).
     pub tunnel_authorization: Option<&'a str>,
-    /// Inside a CONNECT tunnel: the TLS server name the client asked for.
-    pub server_name: Option<&'a str>,
+    /// The name of the route Envoy's router matched (`xds.route_name`).
+    pub route: Option<&'a str>,
+    /// The cluster that route sends to (`xds.cluster_name`); `None` for a direct response.
+    pub cluster: Option<&'a str>,
 }
 
 /// Why a request was refused; each reason has its own counter.
@@ -26,9 +30,11 @@ pub enum Reason {
     BadToken,
     ExpiredToken,
     BadPath,
-    Unmatched,
-    /// A tunnelled request for another host than the tunnel's.
-    WrongHost,
+    BadAuthority,
+    Method,
+    /// A connector's route that sends elsewhere than the connector's cluster: a broken
+    /// configuration, refused rather than trusted.
+    RouteMismatch,
 }
 
 impl Reason {
@@ -38,8 +44,9 @@ impl Reason {
             Reason::BadToken => "refused_bad_token",
             Reason::ExpiredToken => "refused_expired_token",
             Reason::BadPath => "refused_bad_path",
-            Reason::Unmatched => "refused_unmatched",
-            Reason::WrongHost => "refused_wrong_host",
+            Reason::BadAuthority => "refused_bad_authority",
+            Reason::Method => "refused_method",
+            Reason::RouteMismatch => "refused_route_mismatch",
         }
     }
 }
@@ -49,7 +56,7 @@ impl Reason {
 pub struct Refusal {
     pub status: u16,
     pub reason: Reason,
-    /// The connector the request matched, if any (for per-connector counters).
+    /// The connector whose route the request took, if any (for per-connector counters).
     pub connector: Option<usize>,
     /// `Proxy-Authenticate` or `WWW-Authenticate`, with its value.
     pub challenge: Option<(&'static str, &'static str)>,
@@ -64,115 +71,98 @@ impl Refusal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// No connector claims the request: forward it, minus the hop-by-hop `Proxy-Authorization`.
-    PassThrough,
+    /// Not a connector's route: let the router do what it chose (a direct response, or a
+    /// passthrough), without `Proxy-Authorization` or an `Authorization` holding a connector
+    /// token.
+    Forward,
     Refuse(Refusal),
     /// Remove `Proxy-Authorization` and `Authorization`, then set the connector's credential.
-    Inject {
-        connector: usize,
-    },
-    /// A CONNECT with a valid token: let Envoy open the tunnel, touch nothing (no credential
-    /// ever travels on a CONNECT).
-    Tunnel {
-        connector: usize,
-    },
+    Inject { connector: usize },
+    /// A CONNECT with a valid token: to a connector's registry (intercepted), or, with
+    /// `connector: None`, a blind tunnel the router sends elsewhere. Nothing is injected.
+    Tunnel { connector: Option<usize> },
 }
+
+/// The methods npm, pnpm, yarn (v1 and berry) and bun send to a registry: install and view
+/// (GET, HEAD), publish, dist-tag add, deprecate, login (PUT), audit (POST), unpublish,
+/// dist-tag rm, logout (DELETE).
+pub const REGISTRY_METHODS: [&str; 5] = ["GET", "HEAD", "PUT", "POST", "DELETE"];
 
 const REALM: &str = "Basic realm=\"npm-connector\"";
 
-/// Picks the connector for a host and canonical path: of those whose host pattern matches, the
-/// one with the longest matching path prefix.
-pub fn select(config: &Config, authority: &Authority, path: &str) -> Option<usize> {
-    config
-        .connectors
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.hosts.iter().any(|h| h.matches(authority)))
-        .filter_map(|(i, c)| c.matched_prefix_len(path).map(|len| (i, len)))
-        .max_by_key(|&(_, len)| len)
-        .map(|(i, _)| i)
+fn refusal(status: u16, reason: Reason, connector: Option<usize>, message: String) -> Decision {
+    Decision::Refuse(Refusal { status, reason, connector, challenge: None, message })
 }
 
 /// `now_unix` is called only when a matched token carries an expiry.
 pub fn decide(config: &Config, req: &Request<'_>, now_unix: &dyn Fn() -> u64) -> Decision {
-    if config.connect {
-        if req.method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT")) {
-            return decide_connect(config, req, now_unix);
-        }
-        // An https proxy: a plain request (an absolute-URL GET) never reaches a registry.
-        return Decision::Refuse(Refusal {
-            status: 405,
-            reason: Reason::Unmatched,
-            connector: None,
-            challenge: None,
-            message: "npm-connector: this is an https proxy; send CONNECT host:port (set https-proxy / HTTPS_PROXY)"
-                .to_owned(),
-        });
+    let method = req.method.unwrap_or("");
+    let connect = method == "CONNECT";
+    // TRACE and TRACK echo the request, Authorization included: never forwarded anywhere.
+    if method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK") {
+        return refusal(405, Reason::Method, None, format!("npm-connector: method {method} is not allowed"));
     }
-    let mut authority = req.authority.and_then(Authority::parse);
-    if config.tunnel_token.is_some() {
-        // Inside a TLS tunnel a Host without a port means 443.
-        if let Some(a) = authority.as_mut() {
-            a.port = a.port.or(Some(443));
-        }
-        // The tunnel was opened for the TLS server name; a request inside it for another host
-        // must not pick up that host's credential with this tunnel's token.
-        let same = match (&authority, req.server_name.and_then(Authority::parse)) {
-            (Some(a), Some(sni)) => a.host == sni.host,
-            _ => false,
+    if let Err(e) = check_authority(req.authority.unwrap_or(""), connect) {
+        return refusal(400, Reason::BadAuthority, None, format!("npm-connector: {e}"));
+    }
+    if config.role == Role::Connect && !connect {
+        return refusal(
+            405,
+            Reason::Method,
+            None,
+            "npm-connector: this is an https proxy; send CONNECT host:port (set https-proxy / HTTPS_PROXY)".to_owned(),
+        );
+    }
+    let owners = req.route.and_then(|r| config.route(r));
+    let Some(owners) = owners.filter(|o| !o.is_empty()) else {
+        return match (config.role, req.cluster) {
+            // A CONNECT the router sends to a blind tunnel (no interception, no filter
+            // inside): only for this proxy's clients.
+            (Role::Connect, Some(_)) => connect_token(config, req, None, now_unix),
+            _ => Decision::Forward,
         };
-        if !same {
-            return Decision::Refuse(Refusal {
-                status: 403,
-                reason: Reason::WrongHost,
-                connector: None,
-                challenge: None,
-                message: "npm-connector: the Host of a tunnelled request must be the host the tunnel was opened for"
-                    .to_owned(),
-            });
-        }
+    };
+    let first = owners[0];
+    let own_cluster = &config.connectors[first].cluster;
+    if req.cluster != Some(own_cluster.as_str()) {
+        return refusal(
+            502,
+            Reason::RouteMismatch,
+            Some(first),
+            format!(
+                "npm-connector: the route of {} does not send to its registry's cluster; no credential was sent",
+                config.connectors[first].name
+            ),
+        );
     }
-    let host_claimed =
-        authority.as_ref().is_some_and(|a| config.connectors.iter().any(|c| c.hosts.iter().any(|h| h.matches(a))));
-    let path = match canonical_path(req.path.unwrap_or("/")) {
-        Ok(p) => p,
-        Err(e) if host_claimed => {
-            return Decision::Refuse(Refusal {
-                status: 400,
-                reason: Reason::BadPath,
-                connector: None,
-                challenge: None,
-                message: format!("npm-connector: {e}; request the canonical path"),
-            })
-        }
-        // A host no connector claims gets no credential whatever its path.
-        Err(_) => return unmatched(config),
+    if config.role == Role::Connect {
+        return connect_token(config, req, Some(owners), now_unix);
+    }
+    let name = &config.connectors[first].name;
+    if !REGISTRY_METHODS.contains(&method) {
+        return refusal(
+            405,
+            Reason::Method,
+            Some(first),
+            format!("npm-connector: method {method} is not a registry method; {name} allows GET, HEAD, PUT, POST and DELETE"),
+        );
+    }
+    if let Err(e) = check_path(req.path.unwrap_or("/")) {
+        return refusal(400, Reason::BadPath, Some(first), format!("npm-connector: {e}; request the canonical path"));
+    }
+    let (source, header) = match config.role {
+        Role::Tunnel => (Source::Tunnel, req.tunnel_authorization.map_or(Header::Absent, Header::One)),
+        _ => (Source::Authorization, req.authorization),
     };
-    let Some(index) = authority.as_ref().and_then(|a| select(config, a, &path)) else {
-        return unmatched(config);
-    };
-    let name = &config.connectors[index].name;
     let refuse = |status, reason, challenge, message: String| {
-        Decision::Refuse(Refusal { status, reason, connector: Some(index), challenge, message })
+        Decision::Refuse(Refusal { status, reason, connector: Some(first), challenge, message })
     };
-    let presented = match config.tunnel_token {
-        Some(_) => token::presented_in_tunnel(req.tunnel_authorization),
-        None => token::presented(req.proxy_authorization, req.authorization),
-    };
-    match presented {
-        Presented::Missing if config.tunnel_token.is_some() => refuse(
+    match token::presented(header) {
+        Presented::Missing if source == Source::Tunnel => refuse(
             403,
             Reason::MissingToken,
             None,
             format!("npm-connector: the tunnel carries no connector token for {name}; set the proxy URL's userinfo"),
-        ),
-        Presented::Missing if config.proxy_listener => refuse(
-            407,
-            Reason::MissingToken,
-            Some(("proxy-authenticate", REALM)),
-            format!(
-                "npm-connector: no connector token for {name}; use the rendered .npmrc, whose proxy URL carries it"
-            ),
         ),
         Presented::Missing => refuse(
             401,
@@ -180,119 +170,80 @@ pub fn decide(config: &Config, req: &Request<'_>, now_unix: &dyn Fn() -> u64) ->
             Some(("www-authenticate", REALM)),
             format!("npm-connector: no connector token for {name}; use the rendered .npmrc, whose _authToken carries it"),
         ),
-        Presented::Malformed(source) => refuse(
+        Presented::Malformed => refuse(
             403,
             Reason::BadToken,
             None,
             format!(
-                "npm-connector: the {} header is neither Basic nor Bearer with a connector token for {name}",
-                header_name(source)
+                "npm-connector: {} must be sent once, as Basic or Bearer with a connector token for {name}",
+                source.describe()
             ),
         ),
-        Presented::Token(source, tok) => match token::verify(&tok, &config.connectors[index].tokens, now_unix) {
-            Verdict::Valid => Decision::Inject { connector: index },
-            Verdict::Expired => refuse(
-                403,
-                Reason::ExpiredToken,
-                None,
-                format!("npm-connector: token expired for {name}; fetch fresh client files"),
-            ),
-            Verdict::Unknown => refuse(
+        Presented::Token(tok) => match config.grant(&TokenHash::of(&tok)) {
+            Some(g) if g.connector == first => match g.expires_at {
+                Some(exp) if now_unix() >= exp => refuse(
+                    403,
+                    Reason::ExpiredToken,
+                    None,
+                    format!("npm-connector: token expired for {name}; fetch fresh client files"),
+                ),
+                _ => Decision::Inject { connector: first },
+            },
+            _ => refuse(
                 403,
                 Reason::BadToken,
                 None,
                 format!(
                     "npm-connector: the connector token in {} is not valid for {name}; use the client files rendered for this connector",
-                    header_name(source)
+                    source.describe()
                 ),
             ),
         },
     }
 }
 
-fn header_name(source: Source) -> &'static str {
-    match source {
-        Source::ProxyAuthorization => "Proxy-Authorization",
-        Source::Authorization => "Authorization",
-        Source::Tunnel => "the tunnel's Proxy-Authorization",
-    }
-}
-
-/// A CONNECT (https-proxy mode): the host:port must be a connector's, and the token valid for
-/// one of the connectors on it. Nothing else about the tunnel is known yet: the requests
-/// inside are decided one by one on the internal listener.
-fn decide_connect(config: &Config, req: &Request<'_>, now_unix: &dyn Fn() -> u64) -> Decision {
-    let authority = req.authority.and_then(Authority::parse);
-    let candidates: Vec<usize> = match &authority {
-        Some(a) => {
-            (0..config.connectors.len()).filter(|&i| config.connectors[i].hosts.iter().any(|h| h.matches(a))).collect()
-        }
-        None => Vec::new(),
-    };
-    let Some(&first) = candidates.first() else {
-        return Decision::Refuse(Refusal {
-            status: 403,
-            reason: Reason::Unmatched,
-            connector: None,
-            challenge: None,
-            message: "npm-connector: no connector for this host and port; this proxy only tunnels to its connectors' registries".to_owned(),
-        });
-    };
-    let refuse = |status, reason, challenge, message: String| {
-        Decision::Refuse(Refusal { status, reason, connector: Some(first), challenge, message })
-    };
+/// A CONNECT: to a connector's `host:port` (`owners`: the token must be one of theirs), or
+/// blind to another destination (`None`: any of this proxy's tokens).
+fn connect_token(config: &Config, req: &Request<'_>, owners: Option<&[usize]>, now_unix: &dyn Fn() -> u64) -> Decision {
     let host = req.authority.unwrap_or_default();
-    match token::presented(req.proxy_authorization, None) {
+    let first = owners.and_then(|o| o.first().copied());
+    let refuse = |status, reason, challenge, message: String| {
+        Decision::Refuse(Refusal { status, reason, connector: first, challenge, message })
+    };
+    match token::presented(req.proxy_authorization) {
         Presented::Missing => refuse(
             407,
             Reason::MissingToken,
             Some(("proxy-authenticate", REALM)),
             format!("npm-connector: no connector token for {host}; the proxy URL's userinfo must carry it"),
         ),
-        Presented::Malformed(_) | Presented::Token(Source::Tunnel | Source::Authorization, _) => refuse(
+        Presented::Malformed => refuse(
             403,
             Reason::BadToken,
             None,
-            "npm-connector: Proxy-Authorization is neither Basic nor Bearer with a connector token".to_owned(),
+            "npm-connector: Proxy-Authorization must be sent once, as Basic or Bearer with a connector token"
+                .to_owned(),
         ),
-        Presented::Token(Source::ProxyAuthorization, tok) => {
-            let mut expired = false;
-            for &i in &candidates {
-                match token::verify(&tok, &config.connectors[i].tokens, now_unix) {
-                    Verdict::Valid => return Decision::Tunnel { connector: i },
-                    Verdict::Expired => expired = true,
-                    Verdict::Unknown => {}
-                }
-            }
-            if expired {
-                refuse(
-                    403,
-                    Reason::ExpiredToken,
-                    None,
-                    format!("npm-connector: token expired for {host}; fetch fresh client files"),
-                )
-            } else {
-                refuse(
+        Presented::Token(tok) => {
+            let grant = config.grant(&TokenHash::of(&tok));
+            match grant {
+                Some(g) if owners.is_none_or(|o| o.contains(&g.connector)) => match g.expires_at {
+                    Some(exp) if now_unix() >= exp => refuse(
+                        403,
+                        Reason::ExpiredToken,
+                        None,
+                        format!("npm-connector: token expired for {host}; fetch fresh client files"),
+                    ),
+                    _ => Decision::Tunnel { connector: owners.map(|_| g.connector) },
+                },
+                _ => refuse(
                     403,
                     Reason::BadToken,
                     None,
                     format!("npm-connector: the connector token in Proxy-Authorization is not valid for {host}"),
-                )
+                ),
             }
         }
-    }
-}
-
-fn unmatched(config: &Config) -> Decision {
-    match config.unmatched {
-        Unmatched::Passthrough => Decision::PassThrough,
-        Unmatched::Deny => Decision::Refuse(Refusal {
-            status: 403,
-            reason: Reason::Unmatched,
-            connector: None,
-            challenge: None,
-            message: "npm-connector: no connector matches this host and path, and this proxy only allows its connectors' registries".to_owned(),
-        }),
     }
 }
 

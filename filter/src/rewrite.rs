@@ -31,6 +31,28 @@ pub fn request_allows_rewrite(path: &str) -> bool {
     }
 }
 
+/// A redirect's `Location` as the client must see it: on the registry's own base (absolute, or
+/// an absolute path under the base's path) it is re-based on the client URL; anything else
+/// (another host, a path outside the registry's prefix) is left as it is.
+pub fn rebase_location(location: &str, rule: &Rewrite) -> Option<String> {
+    let up = rule.upstream.as_str();
+    if location.len() >= up.len() && location.is_char_boundary(up.len()) {
+        let (head, rest) = location.split_at(up.len());
+        if head.eq_ignore_ascii_case(up) {
+            return Some(format!("{}{rest}", rule.client));
+        }
+    }
+    if location.starts_with('/') && !location.starts_with("//") {
+        // The upstream's path: what follows `scheme://authority`.
+        let after_scheme = up.split_once("://").map_or(up, |(_, r)| r);
+        let base_path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+        if let Some(rest) = location.strip_prefix(base_path) {
+            return Some(format!("{}{rest}", rule.client));
+        }
+    }
+    None
+}
+
 /// Packuments come as `application/json` or, for the abbreviated form npm asks for with
 /// `Accept: application/vnd.npm.install-v1+json`, as that type.
 pub fn eligibility(status: u16, content_type: Option<&str>, content_encoding: Option<&str>) -> Eligibility {

@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::Config;
 use crate::decision::{self, Decision, Reason, Request};
+use crate::token::{self, Header};
 use crate::rewrite::{self, Eligibility, Rewriter};
 use crate::seal::{Key, KEY_ENV};
 
@@ -35,8 +36,10 @@ struct Compiled {
     config: Config,
     counters: Vec<Counters>,
     bad_path: u32,
-    unmatched: u32,
-    wrong_host: u32,
+    bad_authority: u32,
+    method: u32,
+    route_mismatch: u32,
+    blind_tunnels: u32,
 }
 
 fn counter(name: &str) -> u32 {
@@ -73,8 +76,10 @@ impl Compiled {
             config,
             counters,
             bad_path: counter("npm_connector.refused_bad_path"),
-            unmatched: counter("npm_connector.refused_unmatched"),
-            wrong_host: counter("npm_connector.refused_wrong_host"),
+            bad_authority: counter("npm_connector.refused_bad_authority"),
+            method: counter("npm_connector.refused_method"),
+            route_mismatch: counter("npm_connector.refused_route_mismatch"),
+            blind_tunnels: counter("npm_connector.tunnels_blind"),
         }
     }
 }
@@ -138,6 +143,11 @@ struct Http {
 impl Context for Http {}
 
 impl Http {
+    /// A string property, `None` when absent or empty.
+    fn property_str(&self, name: &str) -> Option<String> {
+        self.get_property(vec![name]).and_then(|b| String::from_utf8(b).ok()).filter(|s| !s.is_empty())
+    }
+
     fn refuse(&self, status: u16, challenge: Option<(&str, &str)>, body: &str) -> Action {
         let mut headers = vec![("content-type", "application/json")];
         headers.extend(challenge);
@@ -151,35 +161,76 @@ impl HttpContext for Http {
         let Some(compiled) = self.compiled.clone() else {
             return self.refuse(503, None, r#"{"error":"npm-connector: filter has no configuration"}"#);
         };
-        let method = self.get_http_request_header(":method");
-        let authority = self.get_http_request_header(":authority");
-        let path = self.get_http_request_header(":path");
-        let proxy_authorization = self.get_http_request_header("proxy-authorization");
-        let authorization = self.get_http_request_header("authorization");
+        // One host call for every header: duplicates are seen, not merged away.
+        let headers = self.get_http_request_headers();
+        let mut method = None;
+        let mut authority = None;
+        let mut path = None;
+        let mut proxy_authorization = Header::Absent;
+        let mut authorization = Header::Absent;
+        for (k, v) in &headers {
+            let slot = match k.as_str() {
+                ":method" => {
+                    method = Some(v.as_str());
+                    continue;
+                }
+                ":authority" => {
+                    authority = Some(v.as_str());
+                    continue;
+                }
+                ":path" => {
+                    path = Some(v.as_str());
+                    continue;
+                }
+                "proxy-authorization" => &mut proxy_authorization,
+                "authorization" => &mut authorization,
+                _ => continue,
+            };
+            *slot = match slot {
+                Header::Absent => Header::One(v.as_str()),
+                _ => Header::Many,
+            };
+        }
         // Inside a tunnel (https-proxy mode): the CONNECT's Proxy-Authorization, which the
-        // outer listener shared with this connection as filter state, and the TLS server name.
-        let (tunnel_authorization, server_name) = match &compiled.config.tunnel_token {
-            Some(key) => (
-                self.get_property(vec!["filter_state", key]).and_then(|b| String::from_utf8(b).ok()),
-                self.get_property(vec!["connection", "requested_server_name"]).and_then(|b| String::from_utf8(b).ok()),
-            ),
-            None => (None, None),
+        // outer listener shared with this connection as filter state.
+        let tunnel_authorization = match &compiled.config.tunnel_token {
+            Some(key) => self.get_property(vec!["filter_state", key]).and_then(|b| String::from_utf8(b).ok()),
+            None => None,
         };
+        // The router has chosen the route already; the decision follows it.
+        let route = self.property_str("route_name");
+        let cluster = self.property_str("cluster_name");
         let req = Request {
-            method: method.as_deref(),
-            authority: authority.as_deref(),
-            path: path.as_deref(),
-            proxy_authorization: proxy_authorization.as_deref(),
-            authorization: authorization.as_deref(),
+            method,
+            authority,
+            path,
+            proxy_authorization,
+            authorization,
             tunnel_authorization: tunnel_authorization.as_deref(),
-            server_name: server_name.as_deref(),
+            route: route.as_deref(),
+            cluster: cluster.as_deref(),
         };
         // The clock is a host call: asked only when a token with an expiry matched.
         let now = || self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        match decision::decide(&compiled.config, &req, &now) {
-            Decision::PassThrough => {
-                if proxy_authorization.is_some() {
+        let decision = decision::decide(&compiled.config, &req, &now);
+        // A connector token never leaves the proxy, whatever happens to the request.
+        let strip_proxy = proxy_authorization.is_present();
+        let strip_auth = match authorization {
+            Header::Absent => false,
+            Header::Many => true,
+            Header::One(v) => token::carries_connector_token(v),
+        };
+        let rewrite_path = path.map(rewrite::request_allows_rewrite).unwrap_or(true);
+        match decision {
+            Decision::Forward | Decision::Tunnel { connector: None } => {
+                if strip_proxy {
                     self.set_http_request_header("proxy-authorization", None);
+                }
+                if strip_auth {
+                    self.set_http_request_header("authorization", None);
+                }
+                if matches!(decision, Decision::Tunnel { .. }) {
+                    bump(compiled.blind_tunnels);
                 }
                 Action::Continue
             }
@@ -189,33 +240,40 @@ impl HttpContext for Http {
                     (Reason::BadToken, Some(c)) => c.bad,
                     (Reason::ExpiredToken, Some(c)) => c.expired,
                     (Reason::BadPath, _) => compiled.bad_path,
-                    (Reason::WrongHost, _) => compiled.wrong_host,
-                    _ => compiled.unmatched,
+                    (Reason::BadAuthority, _) => compiled.bad_authority,
+                    (Reason::Method, _) => compiled.method,
+                    (Reason::RouteMismatch, _) => compiled.route_mismatch,
+                    // Token refusals on a blind tunnel have no connector.
+                    _ => compiled.bad_authority,
                 };
                 bump(id);
                 self.refuse(r.status, r.challenge, &r.body())
             }
-            Decision::Tunnel { connector } => {
+            Decision::Tunnel { connector: Some(connector) } => {
+                if strip_proxy {
+                    self.set_http_request_header("proxy-authorization", None);
+                }
                 if let Some(ids) = compiled.counters.get(connector) {
                     bump(ids.tunnels);
                 }
                 Action::Continue
             }
             Decision::Inject { connector } => {
-                let Some(c) = compiled.config.connectors.get(connector) else {
+                let Some((c, cred)) =
+                    compiled.config.connectors.get(connector).and_then(|c| c.credential.as_ref().map(|k| (c, k)))
+                else {
                     return self.refuse(500, None, r#"{"error":"npm-connector: internal error"}"#);
                 };
                 // Each header call crosses into the host: touch only what is there. Setting
                 // the credential header replaces any value the client sent.
-                if proxy_authorization.is_some() {
+                if strip_proxy {
                     self.set_http_request_header("proxy-authorization", None);
                 }
-                if authorization.is_some() && c.credential.header != "authorization" {
+                if authorization.is_present() && cred.header != "authorization" {
                     self.set_http_request_header("authorization", None);
                 }
-                self.set_http_request_header(&c.credential.header, Some(c.credential.value.expose_secret()));
-                self.rewrite_allowed =
-                    c.rewrite.is_some() && rewrite::request_allows_rewrite(path.as_deref().unwrap_or("/"));
+                self.set_http_request_header(&cred.header, Some(cred.value.expose_secret()));
+                self.rewrite_allowed = c.rewrite.is_some() && rewrite_path;
                 if self.rewrite_allowed {
                     // The rewrite works on plain JSON; tarballs are already gzip either way.
                     self.set_http_request_header("accept-encoding", Some("identity"));
@@ -230,13 +288,28 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
-        let (Some(compiled), Some(i), true) = (self.compiled.clone(), self.connector, self.rewrite_allowed) else {
+        // Only injected requests of connectors whose clients use another URL than the registry's
+        // (gateway mode) have anything to re-base.
+        let (Some(compiled), Some(i)) = (self.compiled.clone(), self.connector) else {
             return Action::Continue;
         };
         let Some(rule) = compiled.config.connectors.get(i).and_then(|c| c.rewrite.as_ref()) else {
             return Action::Continue;
         };
-        let status = self.get_http_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status: u16 = self.get_http_response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        if (300..400).contains(&status) {
+            // A redirect within the registry comes back through the proxy; one to another host
+            // reaches the client unchanged, and the credential does not follow it.
+            if let Some(loc) = self.get_http_response_header("location") {
+                if let Some(rebased) = rewrite::rebase_location(&loc, rule) {
+                    self.set_http_response_header("location", Some(&rebased));
+                }
+            }
+            return Action::Continue;
+        }
+        if !self.rewrite_allowed {
+            return Action::Continue;
+        }
         let ct = self.get_http_response_header("content-type");
         let ce = self.get_http_response_header("content-encoding");
         match rewrite::eligibility(status, ct.as_deref(), ce.as_deref()) {

@@ -3,28 +3,28 @@
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-/// One accepted client token, stored only as its SHA-256 hash.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenHash {
-    hash: [u8; 32],
-    /// Unix seconds after which the token is refused.
-    expires_at: Option<u64>,
-}
+/// An accepted client token, stored only as its SHA-256 hash. Tokens are looked up by hash:
+/// a lookup's timing can only tell something about the hash of a token the caller already has.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
 
 impl std::fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The hash is not secret, but there is no reason to print it either.
-        write!(f, "TokenHash {{ expires_at: {:?} }}", self.expires_at)
+        f.write_str("TokenHash")
     }
 }
 
 impl TokenHash {
-    pub fn from_hex(hex_digest: &str, expires_at: Option<u64>) -> Option<Self> {
+    pub fn from_hex(hex_digest: &str) -> Option<Self> {
         let mut hash = [0u8; 32];
         hex::decode_to_slice(hex_digest, &mut hash).ok()?;
-        Some(TokenHash { hash, expires_at })
+        Some(TokenHash(hash))
+    }
+
+    pub fn of(token: &str) -> Self {
+        TokenHash(Sha256::digest(token.as_bytes()).into())
     }
 
     /// The hash of a token, as the control plane writes it.
@@ -33,7 +33,32 @@ impl TokenHash {
     }
 }
 
-/// Where the client token was found: decides whether a missing one is a 407 or a 401.
+/// The prefix of every connector token (secret scanners know it).
+pub const TOKEN_PREFIX: &str = "npmc_";
+
+/// Whether an `Authorization`-style header value holds a connector token (Bearer, or Basic
+/// whose password is one). Such a header never leaves the proxy.
+pub fn carries_connector_token(value: &str) -> bool {
+    value.contains(TOKEN_PREFIX) || parse_credentials(value).is_some_and(|t| t.contains(TOKEN_PREFIX))
+}
+
+/// A request header as the decision sees it: duplicates are never guessed at.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Header<'a> {
+    #[default]
+    Absent,
+    One(&'a str),
+    /// Sent more than once (or merged by Envoy into one comma-joined value).
+    Many,
+}
+
+impl<'a> Header<'a> {
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Header::Absent)
+    }
+}
+
+/// Where the client token is expected; decides the refusal's wording and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     ProxyAuthorization,
@@ -42,36 +67,35 @@ pub enum Source {
     Tunnel,
 }
 
+impl Source {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::ProxyAuthorization => "Proxy-Authorization",
+            Source::Authorization => "Authorization",
+            Source::Tunnel => "the tunnel's Proxy-Authorization",
+        }
+    }
+}
+
 /// What the request carries.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented {
     Missing,
-    /// A header was there but is not Basic/Bearer, or its Basic payload does not decode.
-    Malformed(Source),
-    Token(Source, String),
+    /// The header is there but is not Basic/Bearer, its Basic payload does not decode, or it
+    /// was sent more than once.
+    Malformed,
+    Token(String),
 }
 
-/// Takes the token from `Proxy-Authorization` (Basic `ns/name:token` or Bearer) or, only when
-/// that is absent, from `Authorization` (Bearer from `_authToken`, or Basic from `_auth`).
-pub fn presented(proxy_authorization: Option<&str>, authorization: Option<&str>) -> Presented {
-    let (source, value) = match (proxy_authorization, authorization) {
-        (Some(p), _) => (Source::ProxyAuthorization, p),
-        (None, Some(a)) => (Source::Authorization, a),
-        (None, None) => return Presented::Missing,
-    };
-    match parse_credentials(value) {
-        Some(token) if !token.is_empty() => Presented::Token(source, token),
-        _ => Presented::Malformed(source),
-    }
-}
-
-/// The token of a tunnelled request: the `Proxy-Authorization` its CONNECT carried.
-pub fn presented_in_tunnel(tunnel_proxy_authorization: Option<&str>) -> Presented {
-    match tunnel_proxy_authorization {
-        None => Presented::Missing,
-        Some(v) => match parse_credentials(v) {
-            Some(token) if !token.is_empty() => Presented::Token(Source::Tunnel, token),
-            _ => Presented::Malformed(Source::Tunnel),
+/// The token in a header: Bearer, or Basic whose password is the token (`ns/name:token` from a
+/// proxy URL's userinfo, or npm's `_auth`).
+pub fn presented(header: Header<'_>) -> Presented {
+    match header {
+        Header::Absent => Presented::Missing,
+        Header::Many => Presented::Malformed,
+        Header::One(v) => match parse_credentials(v) {
+            Some(token) if !token.is_empty() && !token.contains(',') => Presented::Token(token),
+            _ => Presented::Malformed,
         },
     }
 }
@@ -91,33 +115,6 @@ fn parse_credentials(value: &str) -> Option<String> {
         return Some(token.to_owned());
     }
     None
-}
-
-/// The verdict on a presented token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Valid,
-    Expired,
-    Unknown,
-}
-
-/// Compares the token's hash with every accepted hash, without stopping at the first match, so
-/// the time taken says nothing about which or how many bytes matched.
-pub fn verify(token: &str, accepted: &[TokenHash], now_unix: &dyn Fn() -> u64) -> Verdict {
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let mut found: Option<&TokenHash> = None;
-    for t in accepted {
-        if bool::from(t.hash.ct_eq(&digest)) {
-            found = Some(t);
-        }
-    }
-    match found {
-        None => Verdict::Unknown,
-        Some(t) => match t.expires_at {
-            Some(exp) if now_unix() >= exp => Verdict::Expired,
-            _ => Verdict::Valid,
-        },
-    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,9 @@ pub fn run(a: RenderArgs) -> Result<()> {
         sources.push((f.display().to_string(), text));
     }
     let connectors = manifest::load(&sources, &a.deploy.namespace)?;
+    for w in manifest::warnings(&connectors) {
+        eprintln!("warning: {w}");
+    }
     let out = absolute(&a.out)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let mut opts = a.deploy.options(&out, a.token_ttl.map(|t| now + t), a.xds.is_none())?;

@@ -17,18 +17,34 @@ pub struct TlsConfig {
     pub leaf_ttl: Duration,
     /// Where pods mount their connector's client files (for `cafile` paths).
     pub client_dir: Option<PathBuf>,
+    /// The public roots clients trust besides the connector CA [default: the system's].
+    pub trust_bundle: Option<PathBuf>,
 }
 
 pub struct Leaves {
     ca: Ca,
     cfg: TlsConfig,
+    /// The roots of the clients' bundle (PEM).
+    roots: String,
     /// Host → leaf and its expiry (Unix seconds).
     current: BTreeMap<String, (LeafPem, u64)>,
 }
 
 impl Leaves {
     pub fn open(cfg: &TlsConfig) -> Result<Self, PkiError> {
-        Ok(Leaves { ca: Ca::load(&cfg.ca_dir)?, cfg: cfg.clone(), current: BTreeMap::new() })
+        let roots = match &cfg.trust_bundle {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| PkiError::Io(p.display().to_string(), e))?,
+            // Without system roots the bundle trusts only the connector CA: intercepted
+            // registries still verify, blind tunnels (a CDN) do not.
+            None => std::fs::read_to_string(crate::render::SYSTEM_CA).unwrap_or_else(|e| {
+                log::warn!(
+                    "no system trust store at {} ({e}); the clients' bundle holds only the connector CA (--trust-bundle adds roots)",
+                    crate::render::SYSTEM_CA
+                );
+                String::new()
+            }),
+        };
+        Ok(Leaves { ca: Ca::load(&cfg.ca_dir)?, cfg: cfg.clone(), roots, current: BTreeMap::new() })
     }
 
     /// Mints a leaf for every host without one or whose leaf is due for renewal, and forgets
@@ -63,6 +79,7 @@ impl Leaves {
             leaf_dir: out.join("tls"),
             client_dir: self.cfg.client_dir.clone(),
             out: out.to_owned(),
+            roots: self.roots.clone(),
         }
     }
 }

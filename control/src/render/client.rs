@@ -4,10 +4,10 @@
 //!
 //! They carry the connector token, never the registry credential. npm needs *some* credential
 //! for the registry or `npm publish` stops locally with ENEEDAUTH, and yarn sends one on GETs
-//! only with `npmAlwaysAuth`: in forward and gateway modes the token fills both roles, so a
-//! transparently intercepted client (no proxy setting) is still identified through
-//! `Authorization`. In https-proxy mode the token travels only in the proxy URL (checked on
-//! the CONNECT) and the registry auth is a placeholder the proxy replaces.
+//! only with `npmAlwaysAuth`: in gateway mode the token fills both roles. In https-proxy mode
+//! the token travels only in the proxy URL (checked on the CONNECT) and the registry auth is a
+//! placeholder the proxy replaces. https-proxy clients verify with a bundle of the connector CA
+//! and public roots, so blind tunnels (a CDN) verify the real certificate.
 
 use std::path::PathBuf;
 
@@ -18,6 +18,7 @@ use crate::manifest::Connector;
 
 /// The connector CA's file name in each connector's client directory.
 pub const CA_FILE: &str = "ca.pem";
+use super::BUNDLE_FILE;
 /// What https-proxy clients send as registry auth: the proxy replaces it with the credential.
 const PLACEHOLDER: &str = "npm-connector-placeholder";
 
@@ -51,15 +52,25 @@ impl Client<'_> {
         format!("http://{}%2F{}:{}@{}/", c.namespace, c.name, self.token.expose_secret(), authority(self.public))
     }
 
-    /// The connector CA as build pods see it.
-    fn ca_path(&self) -> String {
+    /// A file of the client directory as build pods see it.
+    fn client_path(&self, file: &str) -> String {
         let c = self.connector;
         let dir = match self.tls {
             Some(Tls { client_dir: Some(d), .. }) => d.clone(),
             Some(t) => t.out.join(&c.namespace).join(&c.name),
             None => PathBuf::new(),
         };
-        dir.join(CA_FILE).display().to_string()
+        dir.join(file).display().to_string()
+    }
+
+    /// The connector CA alone (NODE_EXTRA_CA_CERTS adds it to Node's own roots).
+    fn ca_path(&self) -> String {
+        self.client_path(CA_FILE)
+    }
+
+    /// Connector CA + public roots: what replaces a client's trust store.
+    fn bundle_path(&self) -> String {
+        self.client_path(BUNDLE_FILE)
     }
 
     /// The scope of a scoped connector (`@scope`), from its `npm-connector.io/scope` annotation.
@@ -91,10 +102,9 @@ impl Client<'_> {
             None => s += &format!("registry={}\n", self.registry),
         }
         match self.mode {
-            Mode::Forward => s += &format!("proxy={}\n", self.proxy_url()),
             Mode::HttpsProxy => {
-                // strict-ssl stays on: the proxy's certificate is verified against this CA.
-                s += &format!("https-proxy={}\ncafile={}\n", self.proxy_url(), self.ca_path());
+                // strict-ssl stays on: the proxy's certificate is verified against the bundle.
+                s += &format!("https-proxy={}\ncafile={}\n", self.proxy_url(), self.bundle_path());
             }
             Mode::Gateway => {}
         }
@@ -129,16 +139,11 @@ impl Client<'_> {
             }
         }
         match self.mode {
-            Mode::Forward => {
-                s += &format!("httpProxy: {}\n", q(&self.proxy_url()));
-                // Yarn refuses plain-http registries unless listed; the http leg only reaches the proxy.
-                s += &format!("unsafeHttpWhitelist:\n  - {}\n", q(self.registry.host_str().unwrap_or_default()));
-            }
             Mode::Gateway => {
                 s += &format!("unsafeHttpWhitelist:\n  - {}\n", q(self.registry.host_str().unwrap_or_default()));
             }
             Mode::HttpsProxy => {
-                s += &format!("httpsProxy: {}\nhttpsCaFilePath: {}\n", q(&self.proxy_url()), q(&self.ca_path()));
+                s += &format!("httpsProxy: {}\nhttpsCaFilePath: {}\n", q(&self.proxy_url()), q(&self.bundle_path()));
             }
         }
         s
@@ -150,7 +155,7 @@ impl Client<'_> {
         s += "# Bun ignores the proxy settings of .npmrc: it takes them from HTTPS_PROXY / HTTP_PROXY,\n\
               # so source connector.env before `bun install`.\n[install]\n";
         if self.mode == Mode::HttpsProxy {
-            s += &format!("cafile = {}\n", q(&self.ca_path()));
+            s += &format!("cafile = {}\n", q(&self.bundle_path()));
         }
         let entry = format!("{{ url = {}, token = {} }}", q(self.registry.as_str()), q(self.registry_auth()));
         match self.scope() {
@@ -167,6 +172,7 @@ impl Client<'_> {
         s += "# Bun ignores the proxy settings of .npmrc: it reads the proxy from here (HTTPS_PROXY / HTTP_PROXY).\n";
         let proxy = self.proxy_url();
         let ca = self.ca_path();
+        let bundle = self.bundle_path();
         let no_proxy = "localhost,127.0.0.1,::1";
         let vars: Vec<(&str, &str)> = match self.mode {
             Mode::HttpsProxy => vec![
@@ -174,13 +180,12 @@ impl Client<'_> {
                 ("https_proxy", &proxy),
                 ("NO_PROXY", no_proxy),
                 ("no_proxy", no_proxy),
+                // Node adds this to its own roots; the others replace the trust store.
                 ("NODE_EXTRA_CA_CERTS", &ca),
-                ("SSL_CERT_FILE", &ca),
-                ("REQUESTS_CA_BUNDLE", &ca),
+                ("SSL_CERT_FILE", &bundle),
+                ("REQUESTS_CA_BUNDLE", &bundle),
+                ("CURL_CA_BUNDLE", &bundle),
             ],
-            Mode::Forward => {
-                vec![("HTTP_PROXY", &proxy), ("http_proxy", &proxy), ("NO_PROXY", no_proxy), ("no_proxy", no_proxy)]
-            }
             Mode::Gateway => vec![],
         };
         for (k, v) in vars {

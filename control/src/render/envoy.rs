@@ -1,19 +1,19 @@
-//! The Envoy bootstrap: one listener running the wasm filter, one upstream cluster per registry,
-//! and the admin API on a unix socket.
+//! The Envoy bootstrap of gateway mode (https-proxy mode's listeners are in https.rs): one
+//! listener whose routes map each connector's path to its registry cluster, named after the
+//! connector so the filter knows whose route the router chose; one cluster per registry
+//! endpoint, with verified TLS; the admin API on a unix socket.
 
 use serde_json::{json, Value};
 
-use super::filter::{self, authority, Role};
-use super::{Mode, Options, Planned, RenderError, Unmatched, SYSTEM_CA};
+use npm_connector_filter::config::Role;
+
+use super::filter::{self, authority, route_name, Entry};
+use super::{Mode, Options, Planned, RenderError, SYSTEM_CA};
 
 /// Carries no header that could hold a token or credential: method, authority, path, status,
 /// flags, sizes, duration and upstream only.
 pub const ACCESS_LOG_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms upstream=%UPSTREAM_HOST%\n";
 
-const PASSTHROUGH: &str = "passthrough";
-/// The internal listener that CONNECT tunnels to registry hosts end in (forward mode).
-const TUNNEL_LISTENER: &str = "npm_connector_tunnel";
-const TUNNEL_CLUSTER: &str = "tunnel";
 
 /// A registry endpoint: scheme, host and port; connectors on the same one share a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,72 +79,21 @@ pub(super) fn json_reply(status: u16, message: &str) -> Value {
     json!({"status": status, "body": {"inline_string": json!({"error": message}).to_string()}})
 }
 
-/// Where a virtual host is: on the listener clients talk to, or inside a CONNECT tunnel.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Outer,
-    Tunnel,
-}
-
-fn virtual_hosts(planned: &[Planned<'_>], opts: &Options, side: Side) -> Vec<Value> {
-    match opts.mode {
-        Mode::Forward => {
-            // One virtual host per registry authority; Envoy matches `host` and `host:port`.
-            let by_up: std::collections::BTreeSet<Upstream> =
-                planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
-            let mut vhosts: Vec<Value> = by_up
-                .iter()
-                .map(|up| {
-                    let mut routes = Vec::new();
-                    if side == Side::Outer {
-                        // Clients such as yarn (hpagent) tunnel even plain-http requests with
-                        // CONNECT: terminate it here (the filter has checked Proxy-Authorization
-                        // on the CONNECT) and run the tunnelled requests through the filter again.
-                        let mut r = json!({"cluster": TUNNEL_CLUSTER, "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]});
-                        r["timeout"] = json!("0s");
-                        routes.push(json!({"match": {"connect_matcher": {}}, "route": r}));
-                    }
-                    routes.push(json!({"match": {"prefix": "/"}, "route": route_to(&up.cluster_name())}));
-                    json!({
-                        "name": up.cluster_name(),
-                        "domains": [up.host, format!("{}:{}", up.host, up.port)],
-                        "routes": routes,
-                    })
-                })
-                .collect();
-            let fallback = match (side, opts.unmatched) {
-                (Side::Outer, Unmatched::Passthrough) => {
-                    json!({"match": {"prefix": "/"}, "route": route_to(PASSTHROUGH)})
-                }
-                (Side::Outer, Unmatched::Deny) => {
-                    json!({"match": {"prefix": "/"}, "direct_response":
-                    json_reply(403, "npm-connector: this proxy only allows its connectors' registries")})
-                }
-                // A tunnel was opened for a registry host; any other Host inside it is refused.
-                (Side::Tunnel, _) => json!({"match": {"prefix": "/"}, "direct_response":
-                    json_reply(403, "npm-connector: the Host of a tunnelled request must be the registry the tunnel was opened for")}),
-            };
-            vhosts.push(json!({"name": "unmatched", "domains": ["*"], "routes": [fallback]}));
-            vhosts
-        }
-        // https-proxy mode builds its own (render/https.rs).
-        Mode::HttpsProxy => Vec::new(),
-        Mode::Gateway => {
-            let mut routes: Vec<Value> = planned
-                .iter()
-                .map(|p| {
-                    let c = p.connector;
-                    let mut r = route_to(&Upstream::of(&c.address).cluster_name());
-                    r["prefix_rewrite"] = json!(c.address.path());
-                    r["host_rewrite_literal"] = json!(authority(&c.address));
-                    json!({"match": {"prefix": p.client_registry.path()}, "route": r})
-                })
-                .collect();
-            routes.push(json!({"match": {"prefix": "/"}, "direct_response":
-                json_reply(404, "npm-connector: no connector at this path; registries are at /<namespace>/<name>/")}));
-            vec![json!({"name": "gateway", "domains": ["*"], "routes": routes})]
-        }
+/// Gateway mode's routes: each connector's path prefix (and publish prefix) to its registry
+/// cluster, path and Host rewritten; the route's name is the connector's, which is how the
+/// filter learns whose route the router chose. Every other path gets a JSON 404 from Envoy.
+fn gateway_virtual_hosts(planned: &[Planned<'_>]) -> Vec<Value> {
+    let mut routes: Vec<Value> = Vec::with_capacity(planned.len() + 1);
+    for p in planned {
+        let c = p.connector;
+        let mut r = route_to(&Upstream::of(&c.address).cluster_name());
+        r["prefix_rewrite"] = json!(c.address.path());
+        r["host_rewrite_literal"] = json!(authority(&c.address));
+        routes.push(json!({"name": route_name(c), "match": {"prefix": p.client_registry.path()}, "route": r}));
     }
+    routes.push(json!({"name": "not_found", "match": {"prefix": "/"}, "direct_response":
+        json_reply(404, "npm-connector: no connector at this path; registries are at /<namespace>/<name>/")}));
+    vec![json!({"name": "gateway", "domains": ["*"], "routes": routes})]
 }
 
 fn wasm_filter(opts: &Options, filter_json: &str, vm_id: &str) -> Value {
@@ -166,10 +115,6 @@ fn wasm_filter(opts: &Options, filter_json: &str, vm_id: &str) -> Value {
             },
         },
     })
-}
-
-fn dns_cache() -> Value {
-    json!({"name": PASSTHROUGH, "dns_lookup_family": "V4_PREFERRED"})
 }
 
 pub(super) fn router() -> Value {
@@ -271,82 +216,37 @@ pub(super) fn filter_entry(
 pub fn resources(
     planned: &[Planned<'_>],
     opts: &Options,
-    connectors: &[Value],
+    entries: &[Entry],
     source: &ConfigSource,
 ) -> Result<Resources, RenderError> {
-    let forward = opts.mode == Mode::Forward;
-    let passthrough = forward && opts.unmatched == Unmatched::Passthrough;
-    let mut res = Resources::default();
     if opts.mode == Mode::HttpsProxy {
-        return super::https::resources(planned, opts, connectors, source);
+        return super::https::resources(planned, opts, entries, source);
     }
-    // The two listeners' halves and the clusters are independent: build them on two threads
-    // (thousands of connectors make this the bulk of a render).
-    let (outer_side, tunnel_side) = std::thread::scope(|s| {
-        let tunnel_side = s.spawn(|| -> Result<_, RenderError> {
+    let mut res = Resources::default();
+    // The routes and the clusters are independent: build them on two threads (thousands of
+    // connectors make this the bulk of a render).
+    let (outer_side, clusters) = std::thread::scope(|s| {
+        let clusters = s.spawn(|| {
             let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
             ups.sort();
             ups.dedup();
-            let clusters: Vec<Value> = ups.iter().map(|u| cluster(u, opts)).collect();
-            let tunnel = match forward {
-                // The same connectors as the outer listener's, validated there already.
-                true => Some((
-                    filter::config(connectors, opts, Role::default(), false)?,
-                    virtual_hosts(planned, opts, Side::Tunnel),
-                )),
-                false => None,
-            };
-            Ok((clusters, tunnel))
+            ups.iter().map(|u| cluster(u, opts)).collect::<Vec<Value>>()
         });
-        let role = Role { proxy_listener: forward, ..Role::default() };
         let outer_side =
-            filter::config(connectors, opts, role, true).map(|f| (f, virtual_hosts(planned, opts, Side::Outer)));
-        (outer_side, tunnel_side.join())
+            filter::config(entries, opts, Role::Gateway, None, true).map(|f| (f, gateway_virtual_hosts(planned)));
+        (outer_side, clusters.join())
     });
     let (outer_filter, outer_vhosts) = outer_side?;
-    let (clusters, tunnel) = tunnel_side.map_err(|_| RenderError::Filter("a rendering thread panicked".into()))??;
-    let mut http_filters = vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs)];
-    if passthrough {
-        http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
-            "dns_cache_config": dns_cache()}}));
-    }
-    http_filters.push(router());
-    let mut outer = hcm("npm_connector", outer_vhosts, http_filters);
+    let clusters = clusters.map_err(|_| RenderError::Filter("a rendering thread panicked".into()))?;
+    let http_filters =
+        vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs), router()];
+    let outer = hcm("npm_connector", outer_vhosts, http_filters);
     let listen = opts.listen;
-    let listener_name = if forward { "npm_connector_forward" } else { "npm_connector_gateway" };
-    if forward {
-        // A forward proxy receives absolute URLs (`GET http://registry/...`) and CONNECT.
-        outer["typed_config"]["http_protocol_options"] = json!({"allow_absolute_url": true});
-        outer["typed_config"]["upgrade_configs"] = json!([{"upgrade_type": "CONNECT"}]);
-    }
     res.listeners.push(listener(
-        json!({"name": listener_name, "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}}}),
+        json!({"name": "npm_connector_gateway", "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}}}),
         outer,
     ));
-    if let Some((tunnel_filter, tunnel_vhosts)) = tunnel {
-        let inner_filters = vec![
-            filter_entry("npm_connector_tunnel", &tunnel_filter, opts, source, &mut res.extension_configs),
-            router(),
-        ];
-        let inner = hcm("npm_connector_tunnel", tunnel_vhosts, inner_filters);
-        res.listeners.push(listener(json!({"name": TUNNEL_LISTENER, "internal_listener": {}}), inner));
-    }
     res.clusters = clusters;
-    if forward {
-        res.clusters.push(json!({"name": TUNNEL_CLUSTER, "connect_timeout": "5s", "load_assignment": {"cluster_name": TUNNEL_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": TUNNEL_LISTENER}}}}]}]}}));
-    }
-    if passthrough {
-        res.clusters.push(json!({
-            "name": PASSTHROUGH,
-            "connect_timeout": "5s",
-            "lb_policy": "CLUSTER_PROVIDED",
-            "cluster_type": {"name": "envoy.clusters.dynamic_forward_proxy", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
-                "dns_cache_config": dns_cache()}},
-        }));
-    }
     Ok(res)
 }
 
@@ -382,7 +282,7 @@ pub(crate) fn to_yaml(doc: &Value, header: &str) -> Result<String, RenderError> 
 }
 
 /// A static bootstrap: everything inline.
-pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options, connectors: &[Value]) -> Result<String, RenderError> {
+pub(crate) fn bootstrap(planned: &[Planned<'_>], opts: &Options, connectors: &[Entry]) -> Result<String, RenderError> {
     let res = resources(planned, opts, connectors, &ConfigSource::Static)?;
     let mut doc = bootstrap_base(opts, "npm-connector");
     doc["static_resources"] = json!({});

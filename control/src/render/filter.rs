@@ -1,35 +1,53 @@
-//! The wasm filter's configuration (JSON), checked with the filter's own validator so that a
-//! configuration Envoy would reject is caught at render time.
+//! The wasm filter's configuration, built as the filter's own raw types (one schema for both
+//! sides) and checked with the filter's own validator, so that a configuration Envoy would
+//! reject is caught at render time.
+//!
+//! Each connector names the route that is its own and the cluster that route sends to; the
+//! routes themselves are rendered next to it (envoy.rs, https.rs) from the same names.
 
-use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use npm_connector_filter::config::{RawConfig, RawConnector, RawCredential, RawRewrite, RawToken, Role};
+use secrecy::{ExposeSecret, SecretString};
 
-use super::{Mode, Options, Planned, RenderError, Sealing};
-use crate::manifest::Credential;
+use super::envoy::Upstream;
+use super::{Options, Planned, RenderError, Sealing};
+use crate::manifest::{Connector, Credential};
 
-fn plain_credential(c: &Credential) -> Value {
+fn plain_credential(c: &Credential) -> RawCredential {
     match c {
         Credential::Basic { username, password } => {
-            json!({"basic": {"username": username, "password": password.expose_secret()}})
+            RawCredential::Basic { username: username.clone(), password: password.clone() }
         }
-        Credential::Bearer { token } => json!({"bearer": {"token": token.expose_secret()}}),
-        Credential::Header { name, value } => {
-            json!({"header": {"name": name, "value": value.expose_secret()}})
-        }
+        Credential::Bearer { token } => RawCredential::Bearer { token: token.clone() },
+        Credential::Header { name, value } => RawCredential::Header { name: name.clone(), value: value.clone() },
     }
 }
 
 /// The credential as the filter configuration carries it: sealed for the connector, unless
 /// plaintext was asked for.
-fn credential(id: &str, c: &Credential, sealing: &Sealing) -> Result<Value, RenderError> {
+fn credential(id: &str, c: &Credential, sealing: &Sealing) -> Result<RawCredential, RenderError> {
     let plain = plain_credential(c);
     match sealing {
         Sealing::Plaintext => Ok(plain),
         Sealing::Key(key) => {
-            let sealed = key.seal(id, plain.to_string().as_bytes()).map_err(|_| RenderError::Seal(id.to_owned()))?;
-            Ok(json!({ "sealed": sealed }))
+            let text = SecretString::from(
+                serde_json::to_string(&plain).map_err(|_| RenderError::Seal(id.to_owned()))?,
+            );
+            let sealed =
+                key.seal(id, text.expose_secret().as_bytes()).map_err(|_| RenderError::Seal(id.to_owned()))?;
+            Ok(RawCredential::Sealed(sealed))
         }
     }
+}
+
+/// The name of a connector's own routes (its path prefix and publish prefix).
+pub(crate) fn route_name(c: &Connector) -> String {
+    c.id()
+}
+
+/// The name of the CONNECT route to a registry `host:port` (https-proxy mode's outer listener),
+/// shared by the connectors on that endpoint.
+pub(crate) fn connect_route(up: &Upstream) -> String {
+    format!("connect/{}:{}", up.host, up.port)
 }
 
 /// `host[:port]` as the client sends it in `:authority` for this URL.
@@ -41,82 +59,77 @@ pub(crate) fn authority(u: &url::Url) -> String {
     }
 }
 
-/// The filter's connector entries, credentials sealed; rendered once, shared by every listener.
-pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<Value>, RenderError> {
+/// One connector as every listener's filter sees it, credential sealed once per render.
+pub(crate) struct Entry {
+    name: String,
+    route: String,
+    cluster: String,
+    connect_route: String,
+    credential: RawCredential,
+    tokens: Vec<RawToken>,
+    rewrite: Option<RawRewrite>,
+}
+
+/// The filter's connector entries; rendered once, shared by every listener.
+pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<Entry>, RenderError> {
     planned
         .iter()
         .map(|p| {
             let c = p.connector;
-            let (hosts, prefix) = match opts.mode {
-                Mode::Forward => (vec![authority(&c.address)], c.address.path().to_owned()),
-                // The gateway is reached under any name; the per-connector path selects.
-                Mode::Gateway => (vec!["*".to_owned()], p.client_registry.path().to_owned()),
-                // A CONNECT names host:port always; inside the tunnel a missing port means 443.
-                Mode::HttpsProxy => (
-                    vec![format!(
-                        "{}:{}",
-                        c.address.host_str().unwrap_or_default(),
-                        c.address.port_or_known_default().unwrap_or(443)
-                    )],
-                    c.address.path().to_owned(),
-                ),
-            };
-            let mut v = json!({
-                "name": c.id(),
-                "hosts": hosts,
-                "path_prefix": prefix,
-                "credential": credential(&c.id(), &c.credential, &opts.sealing)?,
-                "tokens": p.accepted.iter().map(|a| match a.expires_at {
-                    Some(exp) => json!({"sha256": a.sha256, "expires_at": exp}),
-                    None => json!({"sha256": a.sha256}),
-                }).collect::<Vec<_>>(),
-            });
-            if let Some(publish) = &c.publish {
-                v["publish_prefix"] = json!(publish.path());
-            }
-            // Tarball URLs on the registry's own URL must come back through the proxy.
-            if c.address.as_str() != p.client_registry.as_str() {
-                v["rewrite"] = json!({"upstream": c.address.as_str(), "client": p.client_registry.as_str()});
-            }
-            Ok(v)
+            let up = Upstream::of(&c.address);
+            Ok(Entry {
+                name: c.id(),
+                route: route_name(c),
+                cluster: up.cluster_name(),
+                connect_route: connect_route(&up),
+                credential: credential(&c.id(), &c.credential, &opts.sealing)?,
+                tokens: p
+                    .accepted
+                    .iter()
+                    .map(|a| RawToken { sha256: a.sha256.clone(), expires_at: a.expires_at })
+                    .collect(),
+                // Tarball URLs and redirects on the registry's own URL must come back through
+                // the proxy (gateway mode).
+                rewrite: (c.address.as_str() != p.client_registry.as_str()).then(|| RawRewrite {
+                    upstream: c.address.as_str().to_owned(),
+                    client: p.client_registry.as_str().to_owned(),
+                }),
+            })
         })
         .collect()
 }
 
-/// The filter configuration of one listener in `role`. Checked with the filter's own
-/// validator (which opens the sealed credentials with the same key).
-/// What one listener's filter does besides matching connectors.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Role {
-    /// Clients reach the listener as an HTTP proxy: a missing token gets 407.
-    pub proxy_listener: bool,
-    /// The listener terminates CONNECT (https-proxy mode's outer listener).
-    pub connect: bool,
-    /// The listener runs inside CONNECT tunnels and takes the token from this filter state.
-    pub tunnel_token: Option<&'static str>,
-    /// Refuse what no connector claims, whatever `--unmatched` says.
-    pub deny_unmatched: bool,
-}
-
-pub(crate) fn config(connectors: &[Value], opts: &Options, role: Role, validate: bool) -> Result<String, RenderError> {
-    #[derive(serde::Serialize)]
-    struct FilterConfig<'a> {
-        unmatched: npm_connector_filter::config::Unmatched,
-        proxy_listener: bool,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        connect: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        tunnel_token: Option<&'static str>,
-        connectors: &'a [Value],
-    }
-    let unmatched = if role.deny_unmatched { npm_connector_filter::config::Unmatched::Deny } else { opts.unmatched };
-    let cfg = FilterConfig {
-        unmatched,
-        proxy_listener: role.proxy_listener,
-        connect: role.connect,
-        tunnel_token: role.tunnel_token,
-        connectors,
-    };
+/// The tunnel-state key, for role `tunnel`.
+pub(crate) fn config(
+    entries: &[Entry],
+    opts: &Options,
+    role: Role,
+    tunnel_token: Option<&str>,
+    validate: bool,
+) -> Result<String, RenderError> {
+    let connectors = entries
+        .iter()
+        .map(|e| match role {
+            // The outer listener never injects: its configuration holds no credential.
+            Role::Connect => RawConnector {
+                name: e.name.clone(),
+                route: e.connect_route.clone(),
+                cluster: super::https::HTTPS_TUNNEL_CLUSTER.to_owned(),
+                credential: None,
+                tokens: e.tokens.clone(),
+                rewrite: None,
+            },
+            Role::Gateway | Role::Tunnel => RawConnector {
+                name: e.name.clone(),
+                route: e.route.clone(),
+                cluster: e.cluster.clone(),
+                credential: Some(e.credential.clone()),
+                tokens: e.tokens.clone(),
+                rewrite: e.rewrite.clone(),
+            },
+        })
+        .collect();
+    let cfg = RawConfig { role, tunnel_token: tunnel_token.map(str::to_owned), connectors };
     let text = serde_json::to_string(&cfg).map_err(|e| RenderError::Filter(e.to_string()))?;
     if !validate {
         return Ok(text);

@@ -1,10 +1,15 @@
 //! https-proxy mode: clients keep the registry's https URL and CONNECT through the proxy.
 //!
-//! The outer listener only terminates CONNECT, and only to a connector's `host:port` with a
-//! valid token (the filter decides; the routes refuse every other target). The tunnel ends in
-//! an internal listener: `tls_inspector` reads the SNI, the filter chain for that host
-//! terminates TLS with a leaf of the connector CA, the filter swaps in the credential, and the
-//! registry cluster re-originates TLS with SNI and SAN verification.
+//! The outer listener only terminates CONNECT. Its routes decide where a CONNECT goes: to a
+//! connector's `host:port` (route `connect/<host:port>`, into the intercepting internal
+//! listener), blind to any other destination (`--unmatched passthrough`, or the hosts a
+//! Connector lists in `npm-connector.io/tunnel-hosts`: a TCP tunnel through the dynamic
+//! forward proxy, never decrypted, never given a credential), or nowhere (403). The filter
+//! checks the token on every CONNECT that opens a tunnel. The intercepted tunnel ends in an
+//! internal listener: `tls_inspector` reads the SNI, the filter chain for that host terminates
+//! TLS with a leaf of the connector CA, each connector's path prefix is a route named after
+//! it, the filter swaps in that connector's credential, and the registry cluster
+//! re-originates TLS with SNI and SAN verification.
 //!
 //! The CONNECT's `Proxy-Authorization` crosses into the internal listener as filter state
 //! (`set_filter_state`, shared once with the upstream connection, which the `internal_upstream`
@@ -16,15 +21,19 @@ use std::path::PathBuf;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+use npm_connector_filter::config::Role;
+
 use super::envoy::{
     cluster, filter_entry, hcm, json_reply, listener, route_to, router, ConfigSource, Resources, Upstream,
 };
-use super::filter::{self, Role};
-use super::{Options, OutFile, Planned, RenderError, Tls};
+use super::filter::{self, connect_route, route_name, Entry};
+use super::{Options, OutFile, Planned, RenderError, Tls, Unmatched};
 
 /// The internal listener the CONNECT tunnels end in.
 pub(crate) const HTTPS_LISTENER: &str = "npm_connector_https";
-const HTTPS_TUNNEL_CLUSTER: &str = "https_tunnel";
+pub(crate) const HTTPS_TUNNEL_CLUSTER: &str = "https_tunnel";
+/// Blind tunnels: the dynamic forward proxy's cluster (plain TCP to the CONNECT's host:port).
+const BLIND_CLUSTER: &str = "blind_tunnel";
 /// Filter-state key of the CONNECT's Proxy-Authorization inside the tunnel.
 pub(crate) const TUNNEL_TOKEN_KEY: &str = "npm_connector.proxy_authorization";
 
@@ -110,10 +119,64 @@ fn local_replies() -> Value {
         "body": {"inline_string": "npm-connector: HTTP/1.1 CONNECT is required; this proxy does not speak HTTP/1.0\n"}}]})
 }
 
+fn dns_cache() -> Value {
+    json!({"name": BLIND_CLUSTER, "dns_lookup_family": "V4_PREFERRED"})
+}
+
+/// The CONNECT routes of one virtual host: `connect` where a CONNECT goes (a route), anything
+/// else a 405.
+fn connect_vhost(name: &str, domains: Vec<String>, connect: Value) -> Value {
+    json!({"name": name, "domains": domains, "routes": [connect,
+        {"name": "not_connect", "match": {"prefix": "/"}, "direct_response": json_reply(405,
+            "npm-connector: this is an https proxy; send CONNECT host:port (set https-proxy / HTTPS_PROXY)")}]})
+}
+
+fn connect_to(route: &str, cluster: &str) -> Value {
+    json!({"name": route, "match": {"connect_matcher": {}}, "route": {"cluster": cluster, "timeout": "0s",
+        "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]}})
+}
+
+/// Routes inside a tunnel to `host`: each connector's prefixes, longest first (Envoy takes the
+/// first match), named after the connector; other paths on the host and other hosts get 403.
+fn tunnel_vhosts(planned: &[Planned<'_>], ups: &[Upstream], host: &str) -> Vec<Value> {
+    let mut vhosts: Vec<Value> = ups
+        .iter()
+        .filter(|u| u.host == host)
+        .map(|up| {
+            let mut prefixes: Vec<(String, String)> = planned
+                .iter()
+                .filter(|p| Upstream::of(&p.connector.address) == *up)
+                .flat_map(|p| {
+                    let c = p.connector;
+                    std::iter::once(c.address.path().to_owned())
+                        .chain(c.publish.as_ref().map(|u| u.path().to_owned()))
+                        .map(move |prefix| (prefix, route_name(c)))
+                })
+                .collect();
+            prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            let mut routes: Vec<Value> = prefixes
+                .into_iter()
+                .map(|(prefix, name)| json!({"name": name, "match": {"prefix": prefix}, "route": route_to(&up.cluster_name())}))
+                .collect();
+            routes.push(json!({"name": "unowned_path", "match": {"prefix": "/"}, "direct_response": json_reply(403,
+                "npm-connector: no connector owns this path on this registry host")}));
+            let mut domains = vec![format!("{}:{}", up.host, up.port)];
+            if up.port == 443 {
+                domains.push(up.host.clone());
+            }
+            json!({"name": up.cluster_name(), "domains": domains, "routes": routes})
+        })
+        .collect();
+    vhosts.push(json!({"name": "other_host", "domains": ["*"], "routes": [{"name": "other_host", "match": {"prefix": "/"},
+        "direct_response": json_reply(403,
+            "npm-connector: the Host of a tunnelled request must be the host the tunnel was opened for")}]}));
+    vhosts
+}
+
 pub(crate) fn resources(
     planned: &[Planned<'_>],
     opts: &Options,
-    connectors: &[Value],
+    entries: &[Entry],
     source: &ConfigSource,
 ) -> Result<Resources, RenderError> {
     let tls = tls(opts)?;
@@ -121,31 +184,49 @@ pub(crate) fn resources(
     let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
     ups.sort();
     ups.dedup();
+    // Extra destinations (CDNs) that may be tunnelled blind even under --unmatched deny.
+    let mut blind: Vec<String> = planned
+        .iter()
+        .flat_map(|p| p.connector.tunnel_hosts.iter().cloned())
+        .filter(|hp| !ups.iter().any(|u| format!("{}:{}", u.host, u.port) == *hp))
+        .collect();
+    blind.sort();
+    blind.dedup();
 
-    // Outer listener: CONNECT to a connector's host:port, nothing else.
-    let connect_role = Role { proxy_listener: true, connect: true, deny_unmatched: true, ..Role::default() };
-    let outer_filter = filter::config(connectors, opts, connect_role, true)?;
-    let http_filters = vec![
-        // Before the filter decides: a refused CONNECT opens no tunnel, so its state dies with it.
-        set_filter_state(),
-        filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs),
-        router(),
-    ];
+    // Outer listener: CONNECT only; the routes say where each CONNECT goes.
+    let outer_filter = filter::config(entries, opts, Role::Connect, None, true)?;
     let mut vhosts: Vec<Value> = ups
         .iter()
         .map(|up| {
-            json!({"name": up.cluster_name(), "domains": [format!("{}:{}", up.host, up.port)], "routes": [
-                {"match": {"connect_matcher": {}}, "route": {"cluster": HTTPS_TUNNEL_CLUSTER, "timeout": "0s",
-                    "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]}},
-                {"match": {"prefix": "/"}, "direct_response": json_reply(405,
-                    "npm-connector: this is an https proxy; send CONNECT host:port (set https-proxy / HTTPS_PROXY)")}]})
+            connect_vhost(
+                &up.cluster_name(),
+                vec![format!("{}:{}", up.host, up.port)],
+                connect_to(&connect_route(up), HTTPS_TUNNEL_CLUSTER),
+            )
         })
         .collect();
-    vhosts.push(json!({"name": "unmatched", "domains": ["*"], "routes": [
-        {"match": {"connect_matcher": {}}, "direct_response": json_reply(403,
-            "npm-connector: no connector for this host and port; this proxy only tunnels to its connectors' registries")},
-        {"match": {"prefix": "/"}, "direct_response": json_reply(403,
-            "npm-connector: this is an https proxy for its connectors' registries only; send CONNECT host:port")}]}));
+    if opts.unmatched == Unmatched::Deny && !blind.is_empty() {
+        vhosts.push(connect_vhost("tunnel_hosts", blind.clone(), connect_to("blind", BLIND_CLUSTER)));
+    }
+    let fallback = match opts.unmatched {
+        Unmatched::Passthrough => connect_to("blind", BLIND_CLUSTER),
+        Unmatched::Deny => json!({"name": "deny", "match": {"connect_matcher": {}}, "direct_response": json_reply(403,
+            "npm-connector: no connector for this host and port; this proxy only tunnels to its connectors' registries")}),
+    };
+    vhosts.push(connect_vhost("unmatched", vec!["*".to_owned()], fallback));
+    let any_blind = opts.unmatched == Unmatched::Passthrough || !blind.is_empty();
+    let mut http_filters = vec![
+        // Before the filter decides: a refused CONNECT opens no tunnel, so its state dies with it.
+        set_filter_state(),
+        filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs),
+    ];
+    if any_blind {
+        // Resolves a blind tunnel's host:port for the dynamic forward proxy cluster.
+        http_filters.push(json!({"name": "envoy.filters.http.dynamic_forward_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
+            "dns_cache_config": dns_cache()}}));
+    }
+    http_filters.push(router());
     let mut outer = hcm("npm_connector", vhosts, http_filters);
     outer["typed_config"]["upgrade_configs"] = json!([{"upgrade_type": "CONNECT"}]);
     outer["typed_config"]["local_reply_config"] = local_replies();
@@ -157,29 +238,13 @@ pub(crate) fn resources(
     ));
 
     // Internal listener: one filter chain per registry host, chosen by SNI.
-    let tunnel_role = Role { tunnel_token: Some(TUNNEL_TOKEN_KEY), deny_unmatched: true, ..Role::default() };
-    let inner_filter = filter::config(connectors, opts, tunnel_role, false)?;
+    let inner_filter = filter::config(entries, opts, Role::Tunnel, Some(TUNNEL_TOKEN_KEY), true)?;
     // Every chain names the same filter configuration (one ECDS resource).
     let inner_entry = filter_entry("npm_connector_https", &inner_filter, opts, source, &mut res.extension_configs);
     let mut chains = Vec::new();
     for host in hosts(planned) {
-        let mut vhosts: Vec<Value> = ups
-            .iter()
-            .filter(|u| u.host == host)
-            .map(|up| {
-                let mut domains = vec![format!("{}:{}", up.host, up.port)];
-                if up.port == 443 {
-                    domains.push(up.host.clone());
-                }
-                json!({"name": up.cluster_name(), "domains": domains,
-                    "routes": [{"match": {"prefix": "/"}, "route": route_to(&up.cluster_name())}]})
-            })
-            .collect();
-        vhosts.push(json!({"name": "other_host", "domains": ["*"], "routes": [{"match": {"prefix": "/"},
-            "direct_response": json_reply(403,
-                "npm-connector: the Host of a tunnelled request must be the host the tunnel was opened for")}]}));
         let filters = vec![inner_entry.clone(), router()];
-        let hcm = hcm("npm_connector_https", vhosts, filters);
+        let hcm = hcm("npm_connector_https", tunnel_vhosts(planned, &ups, &host), filters);
         chains.push(json!({
             "filter_chain_match": {"server_names": [host]},
             "transport_socket": downstream_tls(tls, &host, source),
@@ -204,6 +269,16 @@ pub(crate) fn resources(
                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}},
         "load_assignment": {"cluster_name": HTTPS_TUNNEL_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {
             "address": {"envoy_internal_address": {"server_listener_name": HTTPS_LISTENER}}}}]}]}}));
+    if any_blind {
+        res.clusters.push(json!({
+            "name": BLIND_CLUSTER,
+            "connect_timeout": "5s",
+            "lb_policy": "CLUSTER_PROVIDED",
+            "cluster_type": {"name": "envoy.clusters.dynamic_forward_proxy", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
+                "dns_cache_config": dns_cache()}},
+        }));
+    }
     if *source != ConfigSource::Static {
         res.secrets = leaf_secrets(planned, opts)?;
     }

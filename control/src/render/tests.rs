@@ -49,6 +49,7 @@ fn https_opts() -> Options {
         leaf_dir: "/etc/npm-connector/tls".into(),
         client_dir: None,
         out: "/etc/npm-connector".into(),
+        roots: "# the public roots would be here\n".into(),
     });
     o
 }
@@ -64,7 +65,7 @@ fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
 #[test]
 fn token_only_in_client_files_and_credential_only_in_envoy() {
     let cs = load("examples/connectors.yaml");
-    for o in [opts(Mode::Forward), opts(Mode::Gateway), https_opts()] {
+    for o in [opts(Mode::Gateway), https_opts()] {
         let files = render_fixed(&cs, &o);
         let envoy = file(&files, "envoy.yaml");
         assert!(envoy.contains(r#""credential":{"sealed":""#), "sealed by default");
@@ -93,21 +94,6 @@ fn token_only_in_client_files_and_credential_only_in_envoy() {
 }
 
 #[test]
-fn forward_clients_keep_the_registry_host_and_use_the_proxy() {
-    let files = render_fixed(&load("examples/connectors.yaml"), &opts(Mode::Forward));
-    let npmrc = file(&files, "default/npm-connector/.npmrc");
-    assert!(npmrc.contains("\nregistry=http://nexus.example.com/repository/npm/\n"), "{npmrc}");
-    assert!(
-        npmrc.contains(&format!("\nproxy=http://default%2Fnpm-connector:{FIXED_TOKEN}@127.0.0.1:10000/\n")),
-        "{npmrc}"
-    );
-    assert!(npmrc.contains(&format!("\n//nexus.example.com/repository/npm/:_authToken={FIXED_TOKEN}\n")), "{npmrc}");
-    let yarnrc = file(&files, "default/npm-connector/.yarnrc.yml");
-    assert!(yarnrc.contains("npmAlwaysAuth: true"), "{yarnrc}");
-    assert!(yarnrc.contains("httpProxy: \"http://default%2Fnpm-connector:"), "{yarnrc}");
-}
-
-#[test]
 fn gateway_clients_use_a_path_on_the_proxy() {
     let mut o = opts(Mode::Gateway);
     o.public_url = Some("http://npm-connector.build.svc:8080/".parse().unwrap());
@@ -118,12 +104,18 @@ fn gateway_clients_use_a_path_on_the_proxy() {
     let envoy = file(&files, "envoy.yaml");
     assert!(envoy.contains("prefix_rewrite: /repository/npm/"), "{envoy}");
     assert!(envoy.contains("host_rewrite_literal: nexus.example.com"), "{envoy}");
+    // The route is named after the connector, and the filter knows it by that name and the
+    // cluster it must send to: the router is the one matcher.
+    assert!(envoy.contains("name: default/npm-connector\n"), "{envoy}");
+    assert!(envoy.contains(r#""route":"default/npm-connector""#), "{envoy}");
+    assert!(envoy.contains(r#""cluster":"registry_nexus.example.com_443""#), "{envoy}");
+    assert!(!envoy.contains("\"hosts\""), "the filter matches no hosts itself");
     assert!(envoy.contains(r#""client":"http://npm-connector.build.svc:8080/default/npm-connector/""#), "{envoy}");
 }
 
 #[test]
 fn https_upstreams_verify_chain_and_san() {
-    let mut o = opts(Mode::Forward);
+    let mut o = opts(Mode::Gateway);
     o.upstream_ca = Some("/etc/ca.pem".into());
     let envoy = file(&render_fixed(&load("examples/connectors.yaml"), &o), "envoy.yaml").to_owned();
     for want in [
@@ -140,12 +132,41 @@ fn https_upstreams_verify_chain_and_san() {
 }
 
 #[test]
-fn deny_mode_has_no_open_forward_proxy() {
-    let mut o = opts(Mode::Forward);
+fn https_proxy_unmatched_connects_are_blind_tunnels_or_refused() {
+    let cs = load("examples/connectors.yaml");
+    let envoy = file(&render_fixed(&cs, &https_opts()), "envoy.yaml").to_owned();
+    assert!(envoy.contains("envoy.clusters.dynamic_forward_proxy") && envoy.contains("name: blind\n"), "{envoy}");
+    // The outer listener's filter configuration holds no credential at all.
+    assert_eq!(envoy.matches(r#""credential":"#).count(), 1, "only the tunnel's filter has it");
+    let mut o = https_opts();
     o.unmatched = Unmatched::Deny;
-    let envoy = file(&render_fixed(&load("examples/connectors.yaml"), &o), "envoy.yaml").to_owned();
-    assert!(!envoy.contains("dynamic_forward_proxy"));
-    assert!(envoy.contains(r#""unmatched":"deny""#));
+    let envoy = file(&render_fixed(&cs, &o), "envoy.yaml").to_owned();
+    assert!(!envoy.contains("dynamic_forward_proxy"), "{envoy}");
+    // A Connector's tunnel hosts stay open under deny.
+    let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace(
+        "  name: npm-connector\n",
+        "  name: npm-connector\n  annotations:\n    npm-connector.io/tunnel-hosts: \"cdn.example.net, objects.example.org:8443\"\n",
+    );
+    let cs = manifest::load(&[("x".into(), yaml)], "default").unwrap();
+    let envoy = file(&render_fixed(&cs, &o), "envoy.yaml").to_owned();
+    assert!(envoy.contains("cdn.example.net:443") && envoy.contains("objects.example.org:8443"), "{envoy}");
+    assert!(envoy.contains("dynamic_forward_proxy"), "{envoy}");
+}
+
+#[test]
+fn cleartext_registries_need_the_annotation_and_warn() {
+    let http = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace("https://", "http://");
+    let e = manifest::load(&[("c.yaml".into(), http.clone())], "default").unwrap_err().to_string();
+    assert!(e.starts_with("c.yaml, document 2, spec.address:") && e.contains(manifest::CLEARTEXT_ANNOTATION), "{e}");
+    let opted = http.replace(
+        "  name: npm-connector\n",
+        "  name: npm-connector\n  annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n",
+    );
+    let cs = manifest::load(&[("c.yaml".into(), opted)], "default").unwrap();
+    let w = manifest::warnings(&cs);
+    assert!(w.len() == 1 && w[0].contains("in clear"), "{w:?}");
+    let envoy = file(&render_fixed(&cs, &opts(Mode::Gateway)), "envoy.yaml").to_owned();
+    assert!(envoy.contains("registry_nexus.example.com_80") && !envoy.contains("UpstreamTlsContext"), "{envoy}");
 }
 
 /// (manifest, mode, options tweak, directory of the checked-in output)
@@ -155,7 +176,6 @@ fn golden_sets() -> Vec<(&'static str, Options, &'static str)> {
     docker.public_url = Some("http://envoy:10000/".parse().unwrap());
     docker.admin_socket = "/tmp/envoy-admin.sock".into();
     vec![
-        ("examples/connectors.yaml", opts(Mode::Forward), "envoy/examples/forward"),
         ("examples/connectors.yaml", opts(Mode::Gateway), "envoy/examples/gateway"),
         ("examples/connectors.yaml", https_opts(), "envoy/examples/https-proxy"),
         ("envoy/docker/connectors.yaml", docker, "envoy/docker/rendered"),
@@ -185,11 +205,11 @@ fn unicode_registry_hosts_are_rendered_as_punycode() {
         .unwrap()
         .replace("https://nexus.example.com/repository/npm", "https://bücher.example/npm");
     let cs = manifest::load(&[("u.yaml".into(), yaml)], "default").unwrap();
-    let files = render_fixed(&cs, &opts(Mode::Forward));
+    let files = render_fixed(&cs, &https_opts_for("xn--bcher-kva.example"));
     let envoy = file(&files, "envoy.yaml");
-    assert!(envoy.contains(r#""hosts":["xn--bcher-kva.example"]"#), "{envoy}");
+    assert!(envoy.contains("xn--bcher-kva.example:443"), "{envoy}");
     assert!(envoy.contains("sni: xn--bcher-kva.example"));
-    assert!(file(&files, "default/npm-connector/.npmrc").contains("registry=http://xn--bcher-kva.example/npm/"));
+    assert!(file(&files, "default/npm-connector/.npmrc").contains("registry=https://xn--bcher-kva.example/npm/"));
 }
 
 #[test]
@@ -243,7 +263,7 @@ fn https_proxy_client_files() {
     let dir = "default/npm-connector";
     let npmrc = file(&files, &format!("{dir}/.npmrc"));
     let proxy = format!("http://default%2Fnpm-connector:{FIXED_TOKEN}@127.0.0.1:10000/");
-    let ca = "/etc/npm-connector/default/npm-connector/ca.pem";
+    let ca = "/etc/npm-connector/default/npm-connector/ca-bundle.pem";
     for line in [
         "registry=https://nexus.example.com/repository/npm/".to_owned(),
         format!("https-proxy={proxy}"),
@@ -265,15 +285,26 @@ fn https_proxy_client_files() {
     let bunfig = file(&files, &format!("{dir}/bunfig.toml"));
     assert!(bunfig.contains("HTTPS_PROXY") && bunfig.contains(&format!("cafile = \"{ca}\"")), "{bunfig}");
     let env = file(&files, &format!("{dir}/connector.env"));
-    for var in ["HTTPS_PROXY", "NO_PROXY", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+    for var in ["HTTPS_PROXY", "NO_PROXY"] {
         assert!(env.lines().any(|l| l.starts_with(&format!("{var}="))), "{var} in:\n{env}");
     }
-    assert_eq!(file(&files, &format!("{dir}/ca.pem")), https_opts().tls.unwrap().ca_cert);
+    for var in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+        assert!(env.lines().any(|l| l == format!("{var}={ca}")), "{var} in:\n{env}");
+    }
+    let only_ca = "/etc/npm-connector/default/npm-connector/ca.pem";
+    assert!(env.lines().any(|l| l == format!("NODE_EXTRA_CA_CERTS={only_ca}")), "{env}");
+    let tls = https_opts().tls.unwrap();
+    assert_eq!(file(&files, &format!("{dir}/ca.pem")), tls.ca_cert);
+    let bundle = file(&files, &format!("{dir}/ca-bundle.pem"));
+    assert!(bundle.starts_with(tls.ca_cert.trim_end()) && bundle.ends_with(&tls.roots), "{bundle}");
     let envoy = file(&files, "envoy.yaml");
     assert!(envoy.contains("/etc/npm-connector/tls/leaf_nexus.example.com-key.pem"));
     assert!(!envoy.contains("PRIVATE KEY"), "the static bootstrap names the key file, never the key");
     // An http registry cannot be tunnelled to; without a CA there is nothing to terminate TLS with.
-    let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace("https://", "http://");
+    let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace("https://", "http://").replace(
+        "  name: npm-connector\n",
+        "  name: npm-connector\n  annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n",
+    );
     let http = manifest::load(&[("x".into(), yaml)], "default").unwrap();
     assert!(matches!(render(&http, &https_opts(), &mut Fixed), Err(RenderError::NotHttps(_))));
     let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml"))
@@ -306,7 +337,10 @@ fn scoped_connectors_with_a_publish_registry() {
     assert!(yarnrc.contains("npmScopes:\n  acme:\n"), "{yarnrc}");
     assert!(yarnrc.contains("npmPublishRegistry: \"https://gitlab.example.com/api/v4/projects/42/packages/npm/\""));
     let envoy = file(&files, "envoy.yaml");
-    assert!(envoy.contains(r#""publish_prefix":"/api/v4/projects/42/packages/npm/""#), "{envoy}");
+    // Both prefixes are routes named after the connector, longest first.
+    let publish = envoy.find("prefix: /api/v4/projects/42/packages/npm/").unwrap_or(usize::MAX);
+    let install = envoy.find("prefix: /api/v4/packages/npm/").unwrap_or(0);
+    assert!(publish < install, "{envoy}");
     // The publish address must be on the registry's own origin.
     let other = yaml.replace("https://gitlab.example.com/api/v4/projects", "https://evil.example.com/api/v4/projects");
     let e = manifest::load(&[("gl.yaml".into(), other)], "default").unwrap_err().to_string();

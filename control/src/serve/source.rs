@@ -32,5 +32,9 @@ pub fn load_dir(dir: &Path, default_namespace: &str) -> Result<Vec<Connector>, S
         let text = std::fs::read_to_string(&path).map_err(|e| SourceError::File(path.display().to_string(), e))?;
         sources.push((n, text));
     }
-    Ok(manifest::load(&sources, default_namespace)?)
+    let connectors = manifest::load(&sources, default_namespace)?;
+    for w in manifest::warnings(&connectors) {
+        log::warn!("{w}");
+    }
+    Ok(connectors)
 }

@@ -4,6 +4,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::*;
+use crate::token::TokenHash;
 
 pub(crate) fn hash(t: &str) -> String {
     crate::token::TokenHash::digest_hex(t)
@@ -11,9 +12,11 @@ pub(crate) fn hash(t: &str) -> String {
 
 fn base() -> serde_json::Value {
     json!({
+        "role": "gateway",
         "connectors": [{
             "name": "team-a/npm",
-            "hosts": ["registry.test"],
+            "route": "team-a/npm",
+            "cluster": "registry_registry.test_443",
             "credential": {"basic": {"username": "ci", "password": "hunter2"}},
             "tokens": [{"sha256": hash("tok")}]
         }]
@@ -25,13 +28,52 @@ fn parse(v: &serde_json::Value) -> Result<Config, ConfigError> {
 }
 
 #[test]
-fn minimal_config_gets_defaults() {
+fn minimal_config_indexes_routes_and_tokens() {
     let c = parse(&base()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.unmatched, Unmatched::Passthrough);
-    assert!(!c.proxy_listener);
-    assert_eq!(c.connectors[0].prefix.as_str(), "/");
-    assert_eq!(c.connectors[0].credential.header, "authorization");
-    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Basic Y2k6aHVudGVyMg==");
+    assert_eq!(c.role, Role::Gateway);
+    assert_eq!(c.route("team-a/npm"), Some(&[0][..]));
+    assert_eq!(c.route("other"), None);
+    assert_eq!(c.grant(&TokenHash::of("tok")), Some(Grant { connector: 0, expires_at: None }));
+    assert_eq!(c.grant(&TokenHash::of("nope")), None);
+    let cred = c.connectors[0].credential.as_ref().unwrap();
+    assert_eq!(cred.header, "authorization");
+    assert_eq!(cred.value.expose_secret(), "Basic Y2k6aHVudGVyMg==");
+}
+
+fn cred(c: &Config) -> &Credential {
+    c.connectors[0].credential.as_ref().unwrap_or_else(|| panic!("no credential"))
+}
+
+#[test]
+fn connect_configs_hold_no_credential_and_may_share_a_route() {
+    let mut v = base();
+    v["role"] = json!("connect");
+    assert_eq!(parse(&v).unwrap_err(), ConfigError::CredentialOnConnect("team-a/npm".into()));
+    if let Some(o) = v["connectors"][0].as_object_mut() {
+        o.remove("credential");
+    }
+    let mut second = v["connectors"][0].clone();
+    second["name"] = json!("team-b/npm");
+    second["tokens"] = json!([{"sha256": hash("tok-b")}]);
+    if let Some(a) = v["connectors"].as_array_mut() {
+        a.push(second);
+    }
+    let c = parse(&v).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.route("team-a/npm"), Some(&[0, 1][..]));
+    // Gateway routes select one connector.
+    let mut g = v.clone();
+    g["role"] = json!("gateway");
+    for i in 0..2 {
+        g["connectors"][i]["credential"] = json!({"bearer": {"token": "x"}});
+    }
+    assert!(matches!(parse(&g), Err(ConfigError::SharedRoute { .. })));
+}
+
+#[test]
+fn the_raw_types_round_trip_through_serde() {
+    let raw: RawConfig = serde_json::from_value(base()).unwrap();
+    let back = serde_json::to_value(&raw).unwrap();
+    assert_eq!(back, base());
 }
 
 #[test]
@@ -39,11 +81,11 @@ fn credential_kinds_render_their_header() {
     let mut v = base();
     v["connectors"][0]["credential"] = json!({"bearer": {"token": "glpat-x"}});
     let c = parse(&v).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Bearer glpat-x");
+    assert_eq!(cred(&c).value.expose_secret(), "Bearer glpat-x");
     v["connectors"][0]["credential"] = json!({"header": {"name": "Private-Token", "value": "glpat-y"}});
     let c = parse(&v).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.connectors[0].credential.header, "private-token");
-    assert_eq!(c.connectors[0].credential.value.expose_secret(), "glpat-y");
+    assert_eq!(cred(&c).header, "private-token");
+    assert_eq!(cred(&c).value.expose_secret(), "glpat-y");
 }
 
 #[test]
@@ -51,12 +93,13 @@ fn invalid_configs_say_what_is_wrong() {
     type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|v| v["extra"] = json!(1)), "unknown field `extra`"),
-        (Box::new(|v| v["connectors"][0]["hostz"] = json!([])), "unknown field `hostz`"),
-        (Box::new(|v| v["connectors"] = json!([])), "no connectors"),
+        (Box::new(|v| v["connectors"][0]["hosts"] = json!([])), "unknown field `hosts`"),
         (Box::new(|v| v["connectors"][0]["name"] = json!("nonamespace")), "must be namespace/name"),
-        (Box::new(|v| v["connectors"][0]["hosts"] = json!([])), "hosts must not be empty"),
-        (Box::new(|v| v["connectors"][0]["hosts"] = json!(["a*b.com"])), "'*' may only be"),
-        (Box::new(|v| v["connectors"][0]["path_prefix"] = json!("/a/../b")), "path_prefix"),
+        (Box::new(|v| v["connectors"][0]["route"] = json!("")), "route must not be empty"),
+        (Box::new(|v| v["connectors"][0]["cluster"] = json!("")), "cluster must not be empty"),
+        (Box::new(|v| v["role"] = json!("forward")), "unknown variant `forward`"),
+        (Box::new(|v| v["tunnel_token"] = json!("k")), "tunnel_token"),
+        (Box::new(|v| v["connectors"][0].as_object_mut().map(|o| o.remove("credential")).map_or((), |_| ())), "credential is missing"),
         (Box::new(|v| v["connectors"][0]["tokens"] = json!([{"sha256": "abc"}])), "tokens[0].sha256"),
         (
             Box::new(|v| v["connectors"][0]["credential"] = json!({"header": {"name": "bad name", "value": "x"}})),
@@ -67,7 +110,6 @@ fn invalid_configs_say_what_is_wrong() {
             Box::new(|v| v["connectors"][0]["rewrite"] = json!({"upstream": "https://x/", "client": "nope"})),
             "rewrite.client",
         ),
-        (Box::new(|v| v["unmatched"] = json!("maybe")), "unknown variant `maybe`"),
         (
             Box::new(|v| {
                 let c = v["connectors"][0].clone();
@@ -79,11 +121,12 @@ fn invalid_configs_say_what_is_wrong() {
             Box::new(|v| {
                 let mut c = v["connectors"][0].clone();
                 c["name"] = json!("team-b/npm");
+                c["route"] = json!("team-b/npm");
                 if let Some(a) = v["connectors"].as_array_mut() {
                     a.push(c);
                 }
             }),
-            "both claim host",
+            "accept the same token",
         ),
     ];
     for (mutate, want) in cases {
@@ -132,7 +175,7 @@ fn sealed_credentials_open_once_with_the_key() {
     let text = v.to_string();
     assert!(!text.contains("hunter2"));
     let c = Config::from_json(text.as_bytes(), Some(&key)).unwrap();
-    assert_eq!(c.connectors[0].credential.value.expose_secret(), "Basic Y2k6aHVudGVyMg==");
+    assert_eq!(cred(&c).value.expose_secret(), "Basic Y2k6aHVudGVyMg==");
 
     let e = Config::from_json(text.as_bytes(), None).unwrap_err();
     assert!(e.to_string().contains("NPM_CONNECTOR_KEY"), "{e}");
@@ -150,17 +193,14 @@ fn sealed_credentials_open_once_with_the_key() {
 
 #[test]
 fn tunnel_token_keys_are_checked() {
-    let base = |extra: &str| {
-        format!(
-            r#"{{{extra}"connectors":[{{"name":"a/b","hosts":["r.test"],"credential":{{"bearer":{{"token":"t"}}}},"tokens":[]}}]}}"#
-        )
-    };
-    let ok = Config::from_json(base(r#""connect":true,"tunnel_token":"npm_connector.proxy-auth","#).as_bytes(), None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(ok.connect);
+    let mut v = base();
+    v["role"] = json!("tunnel");
+    assert_eq!(parse(&v).unwrap_err(), ConfigError::BadTunnelKey);
+    v["tunnel_token"] = json!("npm_connector.proxy-auth");
+    let ok = parse(&v).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ok.tunnel_token.as_deref(), Some("npm_connector.proxy-auth"));
     for bad in ["", "a b", "x\"y"] {
-        let text = base(&format!(r#""tunnel_token":{},"#, serde_json::Value::from(bad)));
-        assert!(matches!(Config::from_json(text.as_bytes(), None), Err(ConfigError::BadTunnelKey(_))), "{bad:?}");
+        v["tunnel_token"] = json!(bad);
+        assert_eq!(parse(&v).unwrap_err(), ConfigError::BadTunnelKey, "{bad:?}");
     }
 }

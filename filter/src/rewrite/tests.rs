@@ -94,3 +94,24 @@ fn write_true_packuments_are_never_rewritten() {
     assert!(!request_allows_rewrite("/@s%2fp?x=1&write=true"));
     assert!(request_allows_rewrite("/write=true"));
 }
+
+#[test]
+fn locations_on_the_registry_are_rebased_and_others_kept() {
+    let rule = Rewrite {
+        upstream: "https://registry.test/repository/npm/".to_owned(),
+        client: "http://proxy.local:8080/team-a/npm/".to_owned(),
+    };
+    let cases: &[(&str, Option<&str>)] = &[
+        ("/repository/npm/pkg/-/pkg-1.0.0.tgz", Some("http://proxy.local:8080/team-a/npm/pkg/-/pkg-1.0.0.tgz")),
+        ("https://registry.test/repository/npm/pkg", Some("http://proxy.local:8080/team-a/npm/pkg")),
+        ("HTTPS://REGISTRY.TEST/repository/npm/x", Some("http://proxy.local:8080/team-a/npm/x")),
+        ("https://cdn.test/signed/pkg.tgz?sig=abc", None),
+        ("https://registry.test/other/x", None),
+        ("/other/path", None),
+        ("//cdn.test/x", None),
+        ("relative/x", None),
+    ];
+    for (loc, want) in cases {
+        assert_eq!(rebase_location(loc, &rule).as_deref(), *want, "{loc}");
+    }
+}
