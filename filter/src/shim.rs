@@ -145,7 +145,7 @@ impl Context for Http {}
 impl Http {
     /// A string property, `None` when absent or empty.
     fn property_str(&self, name: &str) -> Option<String> {
-        self.get_property(vec![name]).and_then(|b| String::from_utf8(b).ok()).filter(|s| !s.is_empty())
+        self.get_property(vec!["xds", name]).and_then(|b| String::from_utf8(b).ok()).filter(|s| !s.is_empty())
     }
 
     fn refuse(&self, status: u16, challenge: Option<(&str, &str)>, body: &str) -> Action {
@@ -197,7 +197,9 @@ impl HttpContext for Http {
             Some(key) => self.get_property(vec!["filter_state", key]).and_then(|b| String::from_utf8(b).ok()),
             None => None,
         };
-        // The router has chosen the route already; the decision follows it.
+        // The router has chosen the route already (Envoy 1.40 exposes it to Wasm in the
+        // request-headers phase as xds.route_name / xds.cluster_name; e2e tests prove it): the
+        // decision follows it.
         let route = self.property_str("route_name");
         let cluster = self.property_str("cluster_name");
         let req = Request {

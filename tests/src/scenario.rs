@@ -92,6 +92,7 @@ fn manifests(
         "kind: Secret\napiVersion: v1\nmetadata:\n  name: redirect-token\n  namespace: team-a\n\
          data:\n  token: {b64}\n---\n\
          apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: redirector\n  namespace: team-a\n\
+         \x20 annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n\
          spec:\n  connectorClassName: npm\n  address: {redirect_url}\n  auth:\n    name: bearerToken\n    secretRef:\n      name: redirect-token\n",
         b64 = base64::engine::general_purpose::STANDARD.encode(redirect_credential)
     );
@@ -207,7 +208,16 @@ pub fn connector_tls(dir: &Path, connectors: &[manifest::Connector], out: &Path)
             (h, LeafPem { cert: leaf.cert_pem, key: leaf.key_pem })
         })
         .collect();
-    Tls { ca_cert: ca.cert_pem.clone(), leaves, leaf_dir: out.join("tls"), client_dir: None, out: out.to_owned() }
+    // The test CA stands for the public roots: blind tunnels reach test servers it signed.
+    let roots = std::fs::read_to_string(dir.join(npm_connector::pki::CA_CERT)).unwrap_or_default();
+    Tls {
+        ca_cert: ca.cert_pem.clone(),
+        leaves,
+        leaf_dir: out.join("tls"),
+        client_dir: None,
+        out: out.to_owned(),
+        roots,
+    }
 }
 
 /// The OS's randomness, remembering the tokens it minted (the tests need them).

@@ -1,12 +1,13 @@
-//! End to end, for real: Verdaccio over HTTPS demanding credentials, Envoy running the built
-//! filter on a config rendered from Connector manifests, and npm/yarn with only the rendered
-//! client files, which hold a connector token and never the registry credential.
+//! End to end in gateway mode, for real: Verdaccio over HTTPS demanding credentials, Envoy
+//! running the built filter on a config rendered from Connector manifests, and npm/yarn/pnpm/bun
+//! with only the rendered client files, which hold a connector token and never the registry
+//! credential. (https-proxy mode has its own file.)
 
 use std::path::Path;
 
 use npm_connector::render::Mode;
 use npm_connector_tests::clients::{self, Npm};
-use npm_connector_tests::scenario::{self, Env, REDIRECT_HOST, REGISTRY_HOST};
+use npm_connector_tests::scenario::{self, Env, REGISTRY_HOST};
 
 const A: &str = "team-a/npm";
 const B: &str = "team-b/npm";
@@ -85,10 +86,6 @@ fn put_existing(env: &Env, through_proxy: bool) -> String {
     ];
     let port = env.registry.port;
     match (through_proxy, env.mode) {
-        (true, Mode::Forward) => {
-            args.extend(["-x".into(), format!("http://team-a%2Fnpm:{token}@127.0.0.1:{}", env.envoy.port)]);
-            args.push(format!("http://{REGISTRY_HOST}:{port}/dep-a"));
-        }
         (true, Mode::Gateway | Mode::HttpsProxy) => {
             args.extend(["-H".into(), format!("authorization: Bearer {token}")]);
             args.push(format!("http://127.0.0.1:{}/team-a/npm/dep-a", env.envoy.port));
@@ -198,114 +195,6 @@ fn direct_at_registry_fails(env: &mut Env, dir: &Path) {
 }
 
 #[test]
-fn forward_mode_end_to_end() {
-    let mut env = Env::start(Mode::Forward);
-    let npm = env.npm("home-a", &env.npmrc(A));
-    npm_flows(&mut env, &npm);
-    yarn_flow(&mut env, A);
-    pnpm_and_bun_install(&mut env, A);
-    let dir = env.path("neg");
-    let proxy = format!("127.0.0.1:{}", env.envoy.port);
-    let registry = format!("http://{REGISTRY_HOST}:{}/", env.registry.port);
-
-    // No token: the proxy asks for one (407).
-    let none = env.npm("home-none", &npmrc(&env, "none", &format!("registry={registry}\nproxy=http://{proxy}/\n")));
-    let r = env.npm_run(&none, &dir, &["view", "dep-a", "version"]);
-    assert!(!r.ok && r.all().contains("407"), "{}", r.all());
-
-    // A wrong token: 403 with the filter's explanation.
-    let wrong = format!("registry={registry}\nproxy=http://team-a%2Fnpm:npmc_wrongwrongwrong@{proxy}/\n");
-    let wrong = env.npm("home-wrong", &npmrc(&env, "wrong", &wrong));
-    let r = env.npm_run(&wrong, &dir, &["view", "dep-a", "version"]);
-    assert!(!r.ok && r.all().contains("403") && r.all().contains("not valid for team-a/npm"), "{}", r.all());
-
-    // A token for another connector is not valid here either.
-    let b_token = env.tokens[B].clone();
-    let cross = format!("registry={registry}\nproxy=http://team-b%2Fnpm:{b_token}@{proxy}/\n");
-    let cross = env.npm("home-cross", &npmrc(&env, "cross", &cross));
-    let r = env.npm_run(&cross, &dir, &["view", "dep-a", "version"]);
-    assert!(!r.ok && r.all().contains("403"), "{}", r.all());
-
-    // Host matching picks the connector, and each has its own registry user.
-    let r = env.npm_ok(&npm, &dir, &["whoami"]);
-    assert_eq!(r.stdout.trim(), "ci-a");
-    let npm_b = env.npm("home-b", &env.npmrc(B));
-    let r = env.npm_ok(&npm_b, &dir, &["whoami"]);
-    assert_eq!(r.stdout.trim(), "ci-b");
-
-    // An expired token: 403 "token expired" (a second Envoy, rendered with tokens already expired).
-    let (expired_envoy, expired_tokens) = scenario::render_and_start(
-        env.dir.path(),
-        Mode::Forward,
-        &env.pki.ca_cert,
-        &env.key,
-        &env.yaml,
-        "out-expired",
-        Some(scenario::expired_at()),
-    );
-    env.secrets.extend(expired_tokens.values().cloned());
-    let rc = format!(
-        "registry={registry}\nproxy=http://team-a%2Fnpm:{}@127.0.0.1:{}/\n",
-        expired_tokens[A], expired_envoy.port
-    );
-    let expired = env.npm("home-expired", &npmrc(&env, "expired", &rc));
-    let r = env.npm_run(&expired, &dir, &["view", "dep-a", "version"]);
-    assert!(!r.ok && r.all().contains("403") && r.all().contains("token expired"), "{}", r.all());
-    let mut expired_envoy = expired_envoy;
-    expired_envoy.daemon.terminate();
-    let expired_log = expired_envoy.daemon.log_text();
-    assert!(expired_log.contains("403"), "the expired Envoy's access log was read");
-    drop(expired_envoy);
-
-    // A host no connector matches: passed through to it, with neither credential nor token.
-    let token_a = env.tokens[A].clone();
-    let via = format!("http://team-a%2Fnpm:{token_a}@{proxy}");
-    let cdn = env.cdn.addr;
-    let r = clients::curl(&["-x", &via, &format!("http://{cdn}/plain")]);
-    assert!(r.ok && r.stdout.contains("recorded"), "{}", r.all());
-    // A redirect from a connector's upstream to another host: followed without the credential.
-    let redirect_token = env.tokens["team-a/redirector"].clone();
-    let via_r = format!("http://team-a%2Fredirector:{redirect_token}@{proxy}");
-    let redirect_port = env.redirector.addr.port();
-    let r = clients::curl(&["-L", "-x", &via_r, &format!("http://{REDIRECT_HOST}:{redirect_port}/redirect/x")]);
-    assert!(r.ok && r.stdout.contains("recorded"), "{}", r.all());
-    let at_redirector = env.redirector.seen();
-    assert_eq!(at_redirector.len(), 1, "{at_redirector:?}");
-    let injected = at_redirector[0].header("authorization").unwrap_or_default().to_owned();
-    assert!(injected.starts_with("Bearer redirect-credential-"), "the connector's credential was injected");
-    assert!(at_redirector[0].header("proxy-authorization").is_none());
-    let at_cdn = env.cdn.seen();
-    assert_eq!(at_cdn.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(), ["/plain", "/cdn/file.tgz"]);
-    for s in &at_cdn {
-        assert!(s.header("authorization").is_none() && s.header("proxy-authorization").is_none(), "{s:?}");
-    }
-
-    // Dot segments could escape a path prefix. Envoy's normalisation resolves plain and
-    // %2e-encoded ones before any filter runs (so matching sees the path the registry gets);
-    // those hidden behind an encoded slash or backslash, which Envoy keeps, get 400 from the filter.
-    let via_a = format!("http://team-a%2Fnpm:{token_a}@{proxy}");
-    let status = |path: &str| {
-        let url = format!("http://{REGISTRY_HOST}:{}{path}", env.registry.port);
-        clients::curl(&["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "-x", &via_a, &url]).stdout
-    };
-    for path in ["/x/..%2fdep-a", "/x/..%2Fdep-a", "/x/%2e%2e%2fdep-a", "/x/..%5cdep-a", "/x/%2e%2e%5Cdep-a"] {
-        assert_eq!(status(path), "400", "{path}");
-    }
-    assert_eq!(status("/x/%2e%2e/dep-a"), "200", "normalised to /dep-a by Envoy");
-
-    direct_at_registry_fails(&mut env, &dir);
-
-    // The filter's counters are in Envoy's /stats.
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.injected") > 10);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.refused_missing_token") >= 1);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.refused_bad_token") >= 1);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.rewritten_responses") >= 1);
-
-    env.transcript.push(expired_log);
-    env.assert_nothing_leaked();
-}
-
-#[test]
 fn gateway_mode_end_to_end() {
     let mut env = Env::start(Mode::Gateway);
     let npm = env.npm("home-a", &env.npmrc(A));
@@ -341,7 +230,66 @@ fn gateway_mode_end_to_end() {
     ]);
     assert_eq!(r.stdout.trim(), "404");
 
+    // An expired token: 403 "token expired" (a second Envoy, rendered with tokens already expired).
+    let (expired_envoy, expired_tokens) = scenario::render_and_start(
+        env.dir.path(),
+        Mode::Gateway,
+        &env.pki.ca_cert,
+        &env.key,
+        &env.yaml,
+        "out-expired",
+        Some(scenario::expired_at()),
+    );
+    env.secrets.extend(expired_tokens.values().cloned());
+    let reg = format!("http://127.0.0.1:{}/team-a/npm/", expired_envoy.port);
+    let rc = format!("registry={reg}\n//127.0.0.1:{}/team-a/npm/:_authToken={}\n", expired_envoy.port, expired_tokens[A]);
+    let expired = env.npm("home-expired", &npmrc(&env, "expired", &rc));
+    let r = env.npm_run(&expired, &dir, &["view", "dep-a", "version"]);
+    assert!(!r.ok && r.all().contains("E403") && r.all().contains("token expired"), "{}", r.all());
+    let mut expired_envoy = expired_envoy;
+    expired_envoy.daemon.terminate();
+    let expired_log = expired_envoy.daemon.log_text();
+    assert!(expired_log.contains(" 403 "), "the expired Envoy's access log was read");
+    drop(expired_envoy);
+
+    // A redirect from a connector's upstream to another host reaches the client unchanged; the
+    // client follows it directly and the credential does not follow.
+    let redirect_token = env.tokens["team-a/redirector"].clone();
+    let url = format!("http://127.0.0.1:{}/team-a/redirector/redirect/x", env.envoy.port);
+    let auth = format!("authorization: Bearer {redirect_token}");
+    let r = clients::curl(&["-L", "-H", &auth, &url]);
+    assert!(r.ok && r.stdout.contains("recorded"), "{}", r.all());
+    let at_redirector = env.redirector.seen();
+    assert_eq!(at_redirector.len(), 1, "{at_redirector:?}");
+    let injected = at_redirector[0].header("authorization").unwrap_or_default().to_owned();
+    assert!(injected.starts_with("Bearer redirect-credential-"), "the connector's credential was injected");
+    let at_cdn = env.cdn.seen();
+    assert_eq!(at_cdn.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(), ["/cdn/file.tgz"]);
+    for s in &at_cdn {
+        assert!(s.header("authorization").is_none() && s.header("proxy-authorization").is_none(), "{s:?}");
+    }
+
+    // Dot segments could escape a path prefix. Envoy's normalisation resolves plain and
+    // %2e-encoded ones before any filter runs (so routing sees the path the registry gets);
+    // those hidden behind an encoded slash or backslash, which Envoy keeps, get 400 from the filter.
+    let token_a = env.tokens[A].clone();
+    let auth_a = format!("authorization: Bearer {token_a}");
+    let status = |path: &str| {
+        let url = format!("http://127.0.0.1:{}/team-a/npm{path}", env.envoy.port);
+        clients::curl(&["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", "-H", &auth_a, &url]).stdout
+    };
+    for path in ["/x/..%2fdep-a", "/x/..%2Fdep-a", "/x/%2e%2e%2fdep-a", "/x/..%5cdep-a", "/x/%2e%2e%5Cdep-a"] {
+        assert_eq!(status(path), "400", "{path}");
+    }
+    assert_eq!(status("/x/%2e%2e/dep-a"), "200", "normalised to /dep-a by Envoy");
+
     direct_at_registry_fails(&mut env, &dir);
+    // The filter's counters are in Envoy's /stats.
+    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.injected") > 10);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.refused_missing_token") >= 1);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.refused_bad_token") >= 1);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.rewritten_responses") >= 1);
     assert!(env.envoy.counter("wasmcustom.npm_connector.team-b.npm.injected") >= 1);
+    env.transcript.push(expired_log);
     env.assert_nothing_leaked();
 }

@@ -43,7 +43,7 @@ struct RenderTimes {
 fn render_bench(n: usize) -> RenderTimes {
     let yaml = many_manifests(n, true, 0);
     let listen = "127.0.0.1:10000".parse().unwrap_or_else(|e| panic!("{e}"));
-    let opts = Options::new(Mode::Forward, listen, Sealing::Key(Key::from_bytes([7; 32])));
+    let opts = Options::new(Mode::Gateway, listen, Sealing::Key(Key::from_bytes([7; 32])));
     let (mut parse, mut full, mut both, mut snap, mut bootstrap) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..ROUNDS {
         let t = Instant::now();
