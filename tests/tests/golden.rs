@@ -8,7 +8,6 @@ fn checked_in_envoy_configs_validate() {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     for rel in [
-        "envoy/examples/forward/envoy.yaml",
         "envoy/examples/gateway/envoy.yaml",
         "envoy/examples/https-proxy/envoy.yaml",
         "envoy/docker/rendered/envoy.yaml",

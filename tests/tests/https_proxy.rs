@@ -182,9 +182,15 @@ fn negative_cases(env: &mut Env) {
     let good = basic("team-a/npm", &ta);
     let r = raw_connect(port, &reg, Some(&good), "HTTP/1.1");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // A host:port no connector owns: a blind tunnel for this proxy's clients (--unmatched
+    // passthrough, the default), 407 for anyone else. (Deny mode: tests/containment.rs.)
+    let other = format!("127.0.0.1:{}", env.cdn.addr.port());
+    let r = raw_connect(port, &other, Some(&good), "HTTP/1.1");
+    assert!(r.starts_with("HTTP/1.1 200"), "blind tunnel: {r}");
+    assert!(env.envoy.counter("wasmcustom.npm_connector.tunnels_blind") >= 1);
     for (what, authority, auth, want, body) in [
-        ("another host", "example.test:443".to_owned(), Some(good.clone()), "403", "no connector for this host"),
-        ("another port", format!("{REGISTRY_HOST}:1"), Some(good.clone()), "403", "no connector for this host"),
+        ("another host without a token", other.clone(), None, "407", "no connector token"),
+        ("another host with a wrong token", other.clone(), Some(basic("team-a/npm", "npmc_wrong")), "403", "not valid"),
         ("no token", reg.clone(), None, "407", "no connector token"),
         ("a wrong token", reg.clone(), Some(basic("team-a/npm", "npmc_wrong")), "403", "not valid"),
         ("B's token for A's host", reg.clone(), Some(basic("team-b/npm", &tb)), "403", "not valid"),
@@ -226,11 +232,14 @@ fn negative_cases(env: &mut Env) {
     assert!(!r.ok && r.stderr.contains("certificate"), "{}", r.all());
     let r = clients::curl_env(&home, &vars, &["-o", "/dev/null", "-w", "%{http_code}", &url]);
     assert_eq!(r.stdout.trim(), "200", "{}", r.all());
-    // Host inside the tunnel is not the tunnel's host: refused, no credential.
+    // Host inside the tunnel is not the tunnel's host: the router refuses it, no credential.
     let host = format!("Host: {REGISTRY2_HOST}:{}", env.registry.port);
-    let r = clients::curl_env(&home, &vars, &["-o", "/dev/null", "-w", "%{http_code}", "-H", &host, &url]);
-    assert_eq!(r.stdout.trim(), "403", "{}", r.all());
-    assert!(env.envoy.counter("wasmcustom.npm_connector.refused_wrong_host") >= 1);
+    let r = clients::curl_env(&home, &vars, &["-s", "-w", " %{http_code}", "-H", &host, &url]);
+    assert!(
+        r.stdout.ends_with(" 403") && r.stdout.contains("must be the host the tunnel was opened for"),
+        "{}",
+        r.all()
+    );
     // A wrong token in the proxy URL: refused at CONNECT (curl sees the tunnel fail).
     let r = clients::curl_env(&home, &proxy_with(&vars, &ta, "npmc_not-a-token"), &["-o", "/dev/null", &url]);
     assert!(!r.ok && r.all().contains("403"), "{}", r.all());
