@@ -6,6 +6,7 @@ pub mod clients;
 pub mod configmap;
 pub mod control;
 pub mod envoy;
+pub mod front;
 pub mod pki;
 pub mod plane;
 pub mod procs;
