@@ -144,7 +144,9 @@ pub enum RenderError {
     Xds(String),
     #[error("https-proxy mode needs the connector CA (npm-connector ca init, then --ca-dir)")]
     NoCa,
-    #[error("connector {0}: https-proxy mode tunnels to https registries only; use gateway mode for a cleartext registry")]
+    #[error(
+        "connector {0}: https-proxy mode tunnels to https registries only; use gateway mode for a cleartext registry"
+    )]
     NotHttps(String),
     #[error("connector {0}: https-proxy mode needs the registry's host name, not an IP address (clients send no SNI for an IP)")]
     IpHost(String),

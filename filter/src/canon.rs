@@ -49,7 +49,8 @@ pub fn check_authority(authority: &str, port_required: bool) -> Result<(), Autho
         if host.ends_with('.') {
             return Err(AuthorityError::TrailingDot);
         }
-        let label_ok = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let label_ok =
+            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !host.split('.').all(label_ok) {
             return Err(AuthorityError::BadHost);
         }

@@ -230,12 +230,7 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
 type Hashes = Vec<(TokenHash, Option<u64>)>;
 
 impl Connector {
-    fn validate(
-        index: usize,
-        raw: RawConnector,
-        role: Role,
-        key: Option<&Key>,
-    ) -> Result<(Self, Hashes), ConfigError> {
+    fn validate(index: usize, raw: RawConnector, role: Role, key: Option<&Key>) -> Result<(Self, Hashes), ConfigError> {
         let name = raw.name;
         let valid_name = match name.split_once('/') {
             Some((ns, n)) => is_dns_label_ish(ns) && is_dns_label_ish(n),

@@ -77,10 +77,14 @@ pub enum Decision {
     Forward,
     Refuse(Refusal),
     /// Remove `Proxy-Authorization` and `Authorization`, then set the connector's credential.
-    Inject { connector: usize },
+    Inject {
+        connector: usize,
+    },
     /// A CONNECT with a valid token: to a connector's registry (intercepted), or, with
     /// `connector: None`, a blind tunnel the router sends elsewhere. Nothing is injected.
-    Tunnel { connector: Option<usize> },
+    Tunnel {
+        connector: Option<usize>,
+    },
 }
 
 /// The methods npm, pnpm, yarn (v1 and berry) and bun send to a registry: install and view

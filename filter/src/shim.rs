@@ -11,9 +11,9 @@ use secrecy::ExposeSecret;
 
 use crate::config::Config;
 use crate::decision::{self, Decision, Reason, Request};
-use crate::token::{self, Header};
 use crate::rewrite::{self, Eligibility, Rewriter};
 use crate::seal::{Key, KEY_ENV};
+use crate::token::{self, Header};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);

@@ -58,6 +58,9 @@ fn raw(port: u16, request: &str) -> String {
     text.split_whitespace().nth(1).unwrap_or_default().to_owned()
 }
 
+/// (name, connector user, whose token, URL, extra curl arguments, status, where it ends)
+type TunnelCase = (&'static str, &'static str, &'static str, String, Vec<String>, &'static str, Want);
+
 /// Where a case's request must end: at which recorder, with which credential (`None`: nowhere).
 type Want = Option<(usize, &'static str)>;
 
@@ -184,7 +187,12 @@ fn credentials_reach_only_their_own_registry_over_tls() {
         ("PATCH", "405", None),
         ("PROPFIND", "405", None),
     ] {
-        all.push((format!("g-method-{m}"), format!("{m} /team-a/npm/p HTTP/1.1\r\nHost: {host}\r\n{bearer_a}"), status, at));
+        all.push((
+            format!("g-method-{m}"),
+            format!("{m} /team-a/npm/p HTTP/1.1\r\nHost: {host}\r\n{bearer_a}"),
+            status,
+            at,
+        ));
     }
     for (name, req, status, at) in all {
         let req = format!("{req}x-case: {name}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
@@ -241,20 +249,76 @@ fn credentials_reach_only_their_own_registry_over_tls() {
     };
     let url_a = format!("https://{REG}:{ap}/p");
     let url_b = format!("https://{REG}:{bp}/p");
-    let tunnel_cases: Vec<(&str, &str, &str, String, Vec<String>, &'static str, Want)> = vec![
+    let tunnel_cases: Vec<TunnelCase> = vec![
         ("t-own", "team-a/npm", "a", url_a.clone(), vec![], "200", Some((A, "A"))),
         ("t-b-own", "team-b/npm", "b", url_b.clone(), vec![], "200", Some((B, "B"))),
         ("t-put", "team-a/npm", "a", url_a.clone(), vec!["-X".into(), "PUT".into()], "200", Some((A, "A"))),
         ("t-delete", "team-a/npm", "a", url_a.clone(), vec!["-X".into(), "DELETE".into()], "200", Some((A, "A"))),
         ("t-trace", "team-a/npm", "a", url_a.clone(), vec!["-X".into(), "TRACE".into()], "405", None),
         ("t-options", "team-a/npm", "a", url_a.clone(), vec!["-X".into(), "OPTIONS".into()], "405", None),
-        ("t-host-b-port", "team-a/npm", "a", url_a.clone(), vec!["-H".into(), format!("Host: {REG}:{bp}")], "403", None),
-        ("t-host-other", "team-a/npm", "a", url_a.clone(), vec!["-H".into(), format!("Host: other.test:{ap}")], "403", None),
-        ("t-host-trailing-dot", "team-a/npm", "a", url_a.clone(), vec!["-H".into(), format!("Host: {REG}.:{ap}")], "400", None),
-        ("t-host-userinfo", "team-a/npm", "a", url_a.clone(), vec!["-H".into(), format!("Host: u@{REG}:{ap}")], "400", None),
-        ("t-host-upper", "team-a/npm", "a", url_a.clone(), vec!["-H".into(), format!("Host: REGISTRY.TEST:{ap}")], "200", Some((A, "A"))),
-        ("t-dup-auth", "team-a/npm", "a", url_a.clone(), vec!["-H".into(), "Authorization: Bearer x".into(), "-H".into(), "Authorization: Bearer y".into()], "200", Some((A, "A"))),
-        ("t-other-token-in-auth", "team-a/npm", "a", url_a.clone(), vec!["-H".into(), format!("Authorization: Bearer {hb}")], "200", Some((A, "A"))),
+        (
+            "t-host-b-port",
+            "team-a/npm",
+            "a",
+            url_a.clone(),
+            vec!["-H".into(), format!("Host: {REG}:{bp}")],
+            "403",
+            None,
+        ),
+        (
+            "t-host-other",
+            "team-a/npm",
+            "a",
+            url_a.clone(),
+            vec!["-H".into(), format!("Host: other.test:{ap}")],
+            "403",
+            None,
+        ),
+        (
+            "t-host-trailing-dot",
+            "team-a/npm",
+            "a",
+            url_a.clone(),
+            vec!["-H".into(), format!("Host: {REG}.:{ap}")],
+            "400",
+            None,
+        ),
+        (
+            "t-host-userinfo",
+            "team-a/npm",
+            "a",
+            url_a.clone(),
+            vec!["-H".into(), format!("Host: u@{REG}:{ap}")],
+            "400",
+            None,
+        ),
+        (
+            "t-host-upper",
+            "team-a/npm",
+            "a",
+            url_a.clone(),
+            vec!["-H".into(), format!("Host: REGISTRY.TEST:{ap}")],
+            "200",
+            Some((A, "A")),
+        ),
+        (
+            "t-dup-auth",
+            "team-a/npm",
+            "a",
+            url_a.clone(),
+            vec!["-H".into(), "Authorization: Bearer x".into(), "-H".into(), "Authorization: Bearer y".into()],
+            "200",
+            Some((A, "A")),
+        ),
+        (
+            "t-other-token-in-auth",
+            "team-a/npm",
+            "a",
+            url_a.clone(),
+            vec!["-H".into(), format!("Authorization: Bearer {hb}")],
+            "200",
+            Some((A, "A")),
+        ),
         ("t-blind-https", "team-a/npm", "a", format!("https://127.0.0.1:{op}/p"), vec![], "200", Some((OTHER, ""))),
         ("t-blind-http", "team-a/npm", "a", format!("http://127.0.0.1:{op}/p"), vec![], "200", Some((OTHER, ""))),
     ];

@@ -242,7 +242,8 @@ fn gateway_mode_end_to_end() {
     );
     env.secrets.extend(expired_tokens.values().cloned());
     let reg = format!("http://127.0.0.1:{}/team-a/npm/", expired_envoy.port);
-    let rc = format!("registry={reg}\n//127.0.0.1:{}/team-a/npm/:_authToken={}\n", expired_envoy.port, expired_tokens[A]);
+    let rc =
+        format!("registry={reg}\n//127.0.0.1:{}/team-a/npm/:_authToken={}\n", expired_envoy.port, expired_tokens[A]);
     let expired = env.npm("home-expired", &npmrc(&env, "expired", &rc));
     let r = env.npm_run(&expired, &dir, &["view", "dep-a", "version"]);
     assert!(!r.ok && r.all().contains("E403") && r.all().contains("token expired"), "{}", r.all());

@@ -14,7 +14,6 @@ use super::{Mode, Options, Planned, RenderError, SYSTEM_CA};
 /// flags, sizes, duration and upstream only.
 pub const ACCESS_LOG_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms upstream=%UPSTREAM_HOST%\n";
 
-
 /// A registry endpoint: scheme, host and port; connectors on the same one share a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Upstream {

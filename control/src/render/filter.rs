@@ -29,11 +29,8 @@ fn credential(id: &str, c: &Credential, sealing: &Sealing) -> Result<RawCredenti
     match sealing {
         Sealing::Plaintext => Ok(plain),
         Sealing::Key(key) => {
-            let text = SecretString::from(
-                serde_json::to_string(&plain).map_err(|_| RenderError::Seal(id.to_owned()))?,
-            );
-            let sealed =
-                key.seal(id, text.expose_secret().as_bytes()).map_err(|_| RenderError::Seal(id.to_owned()))?;
+            let text = SecretString::from(serde_json::to_string(&plain).map_err(|_| RenderError::Seal(id.to_owned()))?);
+            let sealed = key.seal(id, text.expose_secret().as_bytes()).map_err(|_| RenderError::Seal(id.to_owned()))?;
             Ok(RawCredential::Sealed(sealed))
         }
     }

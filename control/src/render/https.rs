@@ -167,9 +167,11 @@ fn tunnel_vhosts(planned: &[Planned<'_>], ups: &[Upstream], host: &str) -> Vec<V
             json!({"name": up.cluster_name(), "domains": domains, "routes": routes})
         })
         .collect();
-    vhosts.push(json!({"name": "other_host", "domains": ["*"], "routes": [{"name": "other_host", "match": {"prefix": "/"},
+    vhosts.push(
+        json!({"name": "other_host", "domains": ["*"], "routes": [{"name": "other_host", "match": {"prefix": "/"},
         "direct_response": json_reply(403,
-            "npm-connector: the Host of a tunnelled request must be the host the tunnel was opened for")}]}));
+            "npm-connector: the Host of a tunnelled request must be the host the tunnel was opened for")}]}),
+    );
     vhosts
 }
 

@@ -301,10 +301,13 @@ fn https_proxy_client_files() {
     assert!(envoy.contains("/etc/npm-connector/tls/leaf_nexus.example.com-key.pem"));
     assert!(!envoy.contains("PRIVATE KEY"), "the static bootstrap names the key file, never the key");
     // An http registry cannot be tunnelled to; without a CA there is nothing to terminate TLS with.
-    let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace("https://", "http://").replace(
-        "  name: npm-connector\n",
-        "  name: npm-connector\n  annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n",
-    );
+    let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml"))
+        .unwrap()
+        .replace("https://", "http://")
+        .replace(
+            "  name: npm-connector\n",
+            "  name: npm-connector\n  annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n",
+        );
     let http = manifest::load(&[("x".into(), yaml)], "default").unwrap();
     assert!(matches!(render(&http, &https_opts(), &mut Fixed), Err(RenderError::NotHttps(_))));
     let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml"))

@@ -99,7 +99,10 @@ fn invalid_configs_say_what_is_wrong() {
         (Box::new(|v| v["connectors"][0]["cluster"] = json!("")), "cluster must not be empty"),
         (Box::new(|v| v["role"] = json!("forward")), "unknown variant `forward`"),
         (Box::new(|v| v["tunnel_token"] = json!("k")), "tunnel_token"),
-        (Box::new(|v| v["connectors"][0].as_object_mut().map(|o| o.remove("credential")).map_or((), |_| ())), "credential is missing"),
+        (
+            Box::new(|v| v["connectors"][0].as_object_mut().map(|o| o.remove("credential")).map_or((), |_| ())),
+            "credential is missing",
+        ),
         (Box::new(|v| v["connectors"][0]["tokens"] = json!([{"sha256": "abc"}])), "tokens[0].sha256"),
         (
             Box::new(|v| v["connectors"][0]["credential"] = json!({"header": {"name": "bad name", "value": "x"}})),

@@ -74,28 +74,99 @@ fn gateway_injects_only_on_the_connectors_own_route_and_cluster() {
     let b = Header::One("Bearer tok-b");
     let cases: Vec<(&str, Request<'_>, &str)> = vec![
         ("own route, own token", Request { authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "inject 0"),
-        ("other connector's token", Request { authorization: b, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "403 BadToken"),
+        (
+            "other connector's token",
+            Request { authorization: b, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "403 BadToken",
+        ),
         ("second connector", Request { authorization: b, ..get(Some("team-b/private"), Some(CLUSTER)) }, "inject 1"),
         ("no token", get(Some("team-a/npm"), Some(CLUSTER)), "401 MissingToken"),
-        ("expired", Request { authorization: Header::One("Bearer old-a"), ..get(Some("team-a/npm"), Some(CLUSTER)) }, "403 ExpiredToken"),
-        ("two Authorization headers", Request { authorization: Header::Many, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "403 BadToken"),
-        ("merged Authorization", Request { authorization: Header::One("Bearer tok-a,Bearer tok-b"), ..get(Some("team-a/npm"), Some(CLUSTER)) }, "403 BadToken"),
+        (
+            "expired",
+            Request { authorization: Header::One("Bearer old-a"), ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "403 ExpiredToken",
+        ),
+        (
+            "two Authorization headers",
+            Request { authorization: Header::Many, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "403 BadToken",
+        ),
+        (
+            "merged Authorization",
+            Request {
+                authorization: Header::One("Bearer tok-a,Bearer tok-b"),
+                ..get(Some("team-a/npm"), Some(CLUSTER))
+            },
+            "403 BadToken",
+        ),
         // The router chose something else: nothing the headers say makes it a connector's.
         ("direct response", Request { authorization: a, ..get(Some("not_found"), None) }, "forward"),
         ("unnamed route", Request { authorization: a, ..get(None, Some("passthrough")) }, "forward"),
-        ("connector route to another cluster", Request { authorization: a, ..get(Some("team-a/npm"), Some("passthrough")) }, "502 RouteMismatch"),
-        ("connector route, no cluster", Request { authorization: a, ..get(Some("team-a/npm"), None) }, "502 RouteMismatch"),
-        ("TRACE", Request { method: Some("TRACE"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "405 Method"),
+        (
+            "connector route to another cluster",
+            Request { authorization: a, ..get(Some("team-a/npm"), Some("passthrough")) },
+            "502 RouteMismatch",
+        ),
+        (
+            "connector route, no cluster",
+            Request { authorization: a, ..get(Some("team-a/npm"), None) },
+            "502 RouteMismatch",
+        ),
+        (
+            "TRACE",
+            Request { method: Some("TRACE"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "405 Method",
+        ),
         ("trace anywhere", Request { method: Some("trace"), ..get(None, None) }, "405 Method"),
-        ("OPTIONS", Request { method: Some("OPTIONS"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "405 Method"),
-        ("PATCH", Request { method: Some("PATCH"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "405 Method"),
-        ("PUT", Request { method: Some("PUT"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "inject 0"),
-        ("DELETE", Request { method: Some("DELETE"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "inject 0"),
-        ("dot segment", Request { path: Some("/team-a/npm/..%2f..%2fx"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "400 BadPath"),
-        ("trailing dot", Request { authority: Some("127.0.0.1."), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "400 BadAuthority"),
-        ("userinfo", Request { authority: Some("u@127.0.0.1:8080"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "400 BadAuthority"),
-        ("no Host", Request { authority: None, authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }, "400 BadAuthority"),
-        ("CONNECT on a gateway", Request { method: Some("CONNECT"), authority: Some("registry.test:443"), ..get(None, None) }, "forward"),
+        (
+            "OPTIONS",
+            Request { method: Some("OPTIONS"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "405 Method",
+        ),
+        (
+            "PATCH",
+            Request { method: Some("PATCH"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "405 Method",
+        ),
+        (
+            "PUT",
+            Request { method: Some("PUT"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "inject 0",
+        ),
+        (
+            "DELETE",
+            Request { method: Some("DELETE"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "inject 0",
+        ),
+        (
+            "dot segment",
+            Request {
+                path: Some("/team-a/npm/..%2f..%2fx"),
+                authorization: a,
+                ..get(Some("team-a/npm"), Some(CLUSTER))
+            },
+            "400 BadPath",
+        ),
+        (
+            "trailing dot",
+            Request { authority: Some("127.0.0.1."), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "400 BadAuthority",
+        ),
+        (
+            "userinfo",
+            Request { authority: Some("u@127.0.0.1:8080"), authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "400 BadAuthority",
+        ),
+        (
+            "no Host",
+            Request { authority: None, authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) },
+            "400 BadAuthority",
+        ),
+        (
+            "CONNECT on a gateway",
+            Request { method: Some("CONNECT"), authority: Some("registry.test:443"), ..get(None, None) },
+            "forward",
+        ),
     ];
     for (name, req, want) in cases {
         assert_eq!(outcome(&decide(&c, &req, &|| 50)), want, "{name}");
@@ -129,9 +200,21 @@ fn connect_opens_tunnels_for_the_hosts_connectors_and_blind_ones_for_any_client(
         ("blind tunnel without", connect(Header::Absent, Some("passthrough"), Some("passthrough")), "407 MissingToken"),
         ("blind tunnel, bad token", connect(Header::One("Bearer x"), None, Some("passthrough")), "403 BadToken"),
         ("refused by the router", connect(Header::Absent, Some("deny"), None), "forward"),
-        ("plain GET", Request { method: Some("GET"), ..connect(Header::One(a), route, Some("https_tunnel")) }, "405 Method"),
-        ("port 0443", Request { authority: Some("registry.test:0443"), ..connect(Header::One(a), None, Some("passthrough")) }, "400 BadAuthority"),
-        ("no port", Request { authority: Some("registry.test"), ..connect(Header::One(a), None, Some("passthrough")) }, "400 BadAuthority"),
+        (
+            "plain GET",
+            Request { method: Some("GET"), ..connect(Header::One(a), route, Some("https_tunnel")) },
+            "405 Method",
+        ),
+        (
+            "port 0443",
+            Request { authority: Some("registry.test:0443"), ..connect(Header::One(a), None, Some("passthrough")) },
+            "400 BadAuthority",
+        ),
+        (
+            "no port",
+            Request { authority: Some("registry.test"), ..connect(Header::One(a), None, Some("passthrough")) },
+            "400 BadAuthority",
+        ),
     ];
     for (name, req, want) in cases {
         assert_eq!(outcome(&decide(&c, &req, &|| 50)), want, "{name}");
