@@ -130,3 +130,51 @@ fn ca_init_keeps_the_key_private_and_never_overwrites() {
     let o = cli(&["ca", "init", "--dir", d.to_str().unwrap()]);
     assert!(!o.status.success() && text(&o).contains("already has a CA"), "{}", text(&o));
 }
+
+#[test]
+fn forward_mode_is_gone_and_names_the_replacement() {
+    let out = tempfile::tempdir().unwrap();
+    let o = cli(&[
+        "render",
+        "-f",
+        "examples/connectors.yaml",
+        "-o",
+        out.path().to_str().unwrap(),
+        "--mode",
+        "forward",
+        "--key-file",
+        "envoy/examples/example.key",
+    ]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(said.contains("forward mode was removed") && said.contains("--mode https-proxy"), "{said}");
+    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none(), "nothing written");
+}
+
+#[test]
+fn an_http_registry_needs_the_cleartext_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap();
+    let http = dir.path().join("http.yaml");
+    std::fs::write(&http, seed.replace("https://", "http://")).unwrap();
+    let out = dir.path().join("out");
+    let args =
+        |f: &str| cli(&["render", "-f", f, "-o", out.to_str().unwrap(), "--key-file", "envoy/examples/example.key"]);
+    let o = args(http.to_str().unwrap());
+    let said = text(&o);
+    assert!(!o.status.success(), "{said}");
+    assert!(said.contains("document 2, spec.address") && said.contains("npm-connector.io/allow-cleartext"), "{said}");
+    let opted = dir.path().join("opted.yaml");
+    std::fs::write(
+        &opted,
+        seed.replace("https://", "http://").replace(
+            "  name: npm-connector\n",
+            "  name: npm-connector\n  annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n",
+        ),
+    )
+    .unwrap();
+    let o = args(opted.to_str().unwrap());
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("warning: connector default/npm-connector") && said.contains("in clear"), "{said}");
+}
