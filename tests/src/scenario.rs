@@ -159,6 +159,25 @@ pub fn render_and_start(
     out: &str,
     token_expires_at: Option<u64>,
 ) -> (Envoy, BTreeMap<String, String>) {
+    start_with(dir, mode, ca, key, yaml, out, token_expires_at, render::Unmatched::Passthrough)
+}
+
+/// https-proxy mode with `--unmatched deny`.
+pub fn render_deny(dir: &Path, ca: &Path, key: &Key, yaml: &str, out: &str) -> (Envoy, BTreeMap<String, String>) {
+    start_with(dir, Mode::HttpsProxy, ca, key, yaml, out, None, render::Unmatched::Deny)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_with(
+    dir: &Path,
+    mode: Mode,
+    ca: &Path,
+    key: &Key,
+    yaml: &str,
+    out: &str,
+    token_expires_at: Option<u64>,
+    unmatched: render::Unmatched,
+) -> (Envoy, BTreeMap<String, String>) {
     let connectors =
         manifest::load(&[("connectors.yaml".into(), yaml.to_owned())], "default").unwrap_or_else(|e| panic!("{e}"));
     let out = dir.join(out);
@@ -174,6 +193,7 @@ pub fn render_and_start(
     opts.upstream_ca = Some(ca.to_owned());
     opts.resolve = resolve;
     opts.token_expires_at = token_expires_at;
+    opts.unmatched = unmatched;
     if mode == Mode::HttpsProxy {
         opts.tls = Some(connector_tls(dir, &connectors, &out));
     }

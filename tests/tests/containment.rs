@@ -331,6 +331,32 @@ fn credentials_reach_only_their_own_registry_over_tls() {
         run.check(case(name, status, at), &got);
     }
 
+    // ---- https-proxy with --unmatched deny: only connectors' endpoints and the tunnel hosts a
+    // Connector lists (here the "other" port, standing for a CDN) are tunnelled.
+    let deny_yaml = yaml.replace(
+        "  name: npm\n  namespace: team-a\n",
+        &format!(
+            "  name: npm\n  namespace: team-a\n  annotations:\n    npm-connector.io/tunnel-hosts: \"127.0.0.1:{op}\"\n"
+        ),
+    );
+    let (deny, deny_tokens) = scenario::render_deny(d, &pki.ca_cert, &key, &deny_yaml, "hp-deny");
+    run.tokens.extend(deny_tokens.values().cloned());
+    let dgood = pa("team-a/npm", &deny_tokens["team-a/npm"]);
+    let unlisted = npm_connector_tests::procs::free_port();
+    for (name, authority, auth, status) in [
+        ("d-own", format!("{REG}:{ap}"), dgood.clone(), "200"),
+        ("d-tunnel-host", format!("127.0.0.1:{op}"), dgood.clone(), "200"),
+        ("d-tunnel-host-no-token", format!("127.0.0.1:{op}"), String::new(), "407"),
+        ("d-unlisted", format!("127.0.0.1:{unlisted}"), dgood.clone(), "403"),
+        ("d-unlisted-registry-port", format!("{REG}:{op}"), dgood.clone(), "403"),
+    ] {
+        let got = raw(
+            deny.port,
+            &format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}x-case: {name}\r\n\r\n"),
+        );
+        run.check(case(name, status, None), &got);
+    }
+
     // Nothing anywhere ever held a connector token.
     for s in run.front.all() {
         for t in &run.tokens {
@@ -344,4 +370,5 @@ fn credentials_reach_only_their_own_registry_over_tls() {
     eprintln!("containment: {summary}");
     drop(gw);
     drop(hp);
+    drop(deny);
 }
