@@ -172,7 +172,7 @@ pub fn run() -> String {
     println!("push to 2 Envoys with {n_push} connectors: median {p50:?}, max {max:?} (only ECDS pushed: {only_ecds})");
     format!(
         "## Control plane\n\n\
-         {n_render} connectors, forward mode, credentials sealed, one registry host (cluster) each:\n\n\
+         {n_render} connectors, gateway mode, credentials sealed, one registry host (cluster) each:\n\n\
          | measure | median of {ROUNDS} (CLI: of 3) | goal |\n|---|---:|---:|\n\
          | parse the Connector + Secret manifests | {} ms | |\n\
          | render them as an xDS snapshot from cold (`serve`'s start: resources, consistency check, protobuf; later changes re-encode only what changed) | {} ms | |\n\

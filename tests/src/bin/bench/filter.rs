@@ -63,8 +63,11 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
             ]
         }
         Filter::Ours => {
-            let cfg = json!({"connectors": [{
-                "name": "bench/npm", "hosts": ["*"], "path_prefix": "/bench/npm/",
+            // The filter acts on the route named after the connector, to its cluster: the
+            // local-upstream rows are injections; on the direct_response rows the route is not
+            // the connector's, so they measure the decision that forwards without a credential.
+            let cfg = json!({"role": "gateway", "connectors": [{
+                "name": "bench/npm", "route": "bench/npm", "cluster": "upstream",
                 "credential": {"basic": {"username": "bench", "password": "bench-password"}},
                 "tokens": [{"sha256": npm_connector::token::hash(&secrecy::SecretString::from(TOKEN.to_owned()))}],
             }]});
@@ -85,7 +88,7 @@ fn config(f: Filter, upstream: Option<u16>, port: u16, admin: &Path, wasm: &Path
         None => {
             json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}})
         }
-        Some(_) => json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}),
+        Some(_) => json!({"name": "bench/npm", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}),
     };
     let mut clusters = vec![];
     if let Some(p) = upstream {
