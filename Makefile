@@ -13,6 +13,7 @@ export ENVOY_BIN := $(CURDIR)/$(ENVOY)
 export NPM_CONNECTOR_WASM := $(CURDIR)/$(WASM)
 export VERDACCIO_BIN := $(CURDIR)/tests/registry/node_modules/verdaccio/bin/verdaccio
 export YARN_JS := $(CURDIR)/tests/registry/node_modules/@yarnpkg/cli-dist/bin/yarn.js
+export YARN_CLASSIC_JS := $(CURDIR)/tests/registry/node_modules/yarn-classic/bin/yarn.js
 export PNPM_BIN := $(CURDIR)/tests/registry/node_modules/.bin/pnpm
 export BUN_BIN := $(CURDIR)/tests/registry/node_modules/.bin/bun
 export NPM_CONNECTOR_BIN := $(CURDIR)/target/debug/npm-connector

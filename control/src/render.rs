@@ -112,6 +112,9 @@ pub struct Options {
     pub tls: Option<Tls>,
 }
 
+/// yarn classic (v1)'s copy of `.npmrc`, with the `always-auth` npm itself warns about.
+pub const YARN_CLASSIC_FILE: &str = "yarn-classic.npmrc";
+
 /// The trust bundle clients of https-proxy mode verify with: the connector CA (for intercepted
 /// registries) plus public roots (for blind tunnels to CDNs and other hosts).
 pub const BUNDLE_FILE: &str = "ca-bundle.pem";
@@ -273,6 +276,7 @@ fn files_for(
         OutFile { path: dir.join(".npmrc"), contents: client.npmrc(), secret: true },
         OutFile { path: dir.join(".yarnrc.yml"), contents: client.yarnrc(), secret: true },
         OutFile { path: dir.join("bunfig.toml"), contents: client.bunfig(), secret: true },
+        OutFile { path: dir.join(YARN_CLASSIC_FILE), contents: client.yarn_classic_npmrc(), secret: true },
     ];
     // Gateway clients need no proxy: the registry URL carries everything.
     if client.mode != Mode::Gateway {

@@ -88,6 +88,23 @@ pub fn yarn(home: &Path, project: &Path, args: &[&str]) -> Run {
     run(cmd, "yarn")
 }
 
+/// yarn classic (v1) with the rendered `yarn-classic.npmrc` as its user config, its cache in
+/// `home` (fresh per HOME).
+pub fn yarn_classic(home: &Path, userconfig: &Path, project: &Path, args: &[&str]) -> Run {
+    let yarn_js = crate::tool("YARN_CLASSIC_JS", "tests/registry/node_modules/yarn-classic/bin/yarn.js");
+    let mut cmd = Command::new("node");
+    clean(&mut cmd, home);
+    cmd.current_dir(project)
+        .arg(yarn_js)
+        .args(args)
+        .args(["--cache-folder"])
+        .arg(home.join("yarn1-cache"))
+        .args(["--non-interactive", "--no-progress"])
+        .env("npm_config_userconfig", userconfig)
+        .env("YARN_IGNORE_PATH", "1");
+    run(cmd, "yarn classic")
+}
+
 /// curl, for what is about HTTP rather than npm (redirects, unmatched hosts).
 pub fn curl(args: &[&str]) -> Run {
     let mut cmd = Command::new("curl");

@@ -298,6 +298,41 @@ impl Env {
         dir
     }
 
+    /// yarn classic (v1), from a fresh cache, with only the rendered `yarn-classic.npmrc`:
+    /// publishes a package, then installs it with the published tree (unscoped and scoped).
+    pub fn yarn_classic_flow(&mut self, connector: &str) {
+        let rc = self.out.join(connector).join(render::YARN_CLASSIC_FILE);
+        let mode = format!("{:?}", self.mode);
+        let home = self.path(&format!("home-yarn1-{mode}"));
+        let name = format!("y1-pub-{}", mode.to_ascii_lowercase());
+        let p = self.package(&name, "1.0.0", &[("dep-a", "^1.0.0")]);
+        let r = crate::clients::yarn_classic(
+            &home,
+            &rc,
+            &p,
+            &["publish", "--new-version", "1.0.0", "--no-git-tag-version"],
+        );
+        self.transcript.push(r.all());
+        assert!(r.ok, "yarn classic publish ({mode}):\n{}\n{}", r.all(), tail(&self.envoy.daemon.log_text()));
+        let project = self.path(&format!("yarn1-{mode}"));
+        let pj = format!(
+            r#"{{"name":"yarn1-consumer","version":"1.0.0","private":true,"dependencies":{{"app-b":"1.0.0","@acme/c":"1.0.0","{name}":"1.0.0"}}}}"#
+        );
+        std::fs::write(project.join("package.json"), pj).unwrap_or_else(|e| panic!("{e}"));
+        let r = crate::clients::yarn_classic(&home, &rc, &project, &["install"]);
+        self.transcript.push(r.all());
+        assert!(r.ok, "yarn classic install ({mode}):\n{}\n{}", r.all(), tail(&self.envoy.daemon.log_text()));
+        for installed in [name.as_str(), "app-b", "@acme/c", "dep-a"] {
+            assert!(project.join("node_modules").join(installed).join("package.json").exists(), "{installed}");
+        }
+        let lock = std::fs::read_to_string(project.join("yarn.lock")).unwrap_or_default();
+        assert!(lock.contains("dep-a-1.0.0.tgz"), "{lock}");
+        // npm reads only its own .npmrc, which has nothing it warns about.
+        let npm = self.npm(&format!("home-npm-warn-{mode}"), &self.npmrc(connector));
+        let r = npm.run(&project, &["config", "get", "registry"]);
+        assert!(r.ok && !r.all().contains("npm warn"), "{}", r.all());
+    }
+
     /// Stops Envoy (flushing its logs) and asserts that no secret of this run appears in its
     /// log (access log included) or in any client's output.
     pub fn assert_nothing_leaked(&mut self) {

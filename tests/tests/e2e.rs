@@ -200,6 +200,7 @@ fn gateway_mode_end_to_end() {
     let npm = env.npm("home-a", &env.npmrc(A));
     npm_flows(&mut env, &npm);
     yarn_flow(&mut env, A);
+    env.yarn_classic_flow(A);
     pnpm_and_bun_install(&mut env, A);
     let dir = env.path("neg");
 

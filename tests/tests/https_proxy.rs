@@ -293,6 +293,7 @@ fn https_proxy_mode_end_to_end() {
     assert!(fetched >= 3, "{fetched}");
     pnpm_flows(&mut env);
     yarn_flows(&mut env);
+    env.yarn_classic_flow(A);
     bun_flows(&mut env);
     negative_cases(&mut env);
     upstream_san_mismatch(&mut env);

@@ -115,6 +115,18 @@ impl Client<'_> {
         s
     }
 
+    /// yarn classic (v1) reads npm's files but sends registry auth on unscoped GETs only with
+    /// `always-auth`, a key npm 11 warns about: so it gets its own copy of `.npmrc` with it,
+    /// which npm never reads (`npm_config_userconfig=<this file> yarn install`).
+    pub(crate) fn yarn_classic_npmrc(&self) -> String {
+        let npmrc = self.npmrc();
+        let body = npmrc.lines().filter(|l| !l.starts_with(';')).collect::<Vec<_>>().join("\n");
+        format!(
+            "{}; yarn classic (v1) only: npm_config_userconfig=<this file> yarn install. npm warns about always-auth.\n{body}\nalways-auth=true\n",
+            self.header(";")
+        )
+    }
+
     pub(crate) fn yarnrc(&self) -> String {
         let mut s = self.header("#");
         let registry = self.registry.as_str();

@@ -114,6 +114,20 @@ fn gateway_clients_use_a_path_on_the_proxy() {
 }
 
 #[test]
+fn yarn_classic_gets_always_auth_in_its_own_file_only() {
+    for o in [opts(Mode::Gateway), https_opts()] {
+        let files = render_fixed(&load("examples/connectors.yaml"), &o);
+        let npmrc = file(&files, "default/npm-connector/.npmrc");
+        let yarn1 = file(&files, "default/npm-connector/yarn-classic.npmrc");
+        assert!(!npmrc.contains("always-auth"), "npm 11 warns about it:\n{npmrc}");
+        assert!(yarn1.lines().any(|l| l == "always-auth=true"), "{yarn1}");
+        for l in npmrc.lines().filter(|l| !l.starts_with(';')) {
+            assert!(yarn1.lines().any(|y| y == l), "{l} missing from yarn-classic.npmrc");
+        }
+    }
+}
+
+#[test]
 fn https_upstreams_verify_chain_and_san() {
     let mut o = opts(Mode::Gateway);
     o.upstream_ca = Some("/etc/ca.pem".into());
