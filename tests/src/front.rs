@@ -34,8 +34,17 @@ fn hcm(arrived: &str, cluster: &str) -> serde_json::Value {
 
 /// Starts `n` recording listeners with the test server certificate.
 pub fn start(dir: &Path, pki: &Pki, n: usize) -> Front {
-    let recorders: Vec<Upstream> = (0..n).map(|_| Upstream::start(None)).collect();
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    start_with(dir, pki, (0..n).map(|_| Upstream::start(None)).collect())
+}
+
+/// A TLS-and-cleartext listener in front of each of `recorders`.
+pub fn start_with(dir: &Path, pki: &Pki, recorders: Vec<Upstream>) -> Front {
+    start_at(dir, pki, recorders.into_iter().map(|r| (r, free_port())).collect())
+}
+
+/// The same, on given ports (when an upstream's answers must name another's port).
+pub fn start_at(dir: &Path, pki: &Pki, upstreams: Vec<(Upstream, u16)>) -> Front {
+    let (recorders, ports): (Vec<Upstream>, Vec<u16>) = upstreams.into_iter().unzip();
     let mut listeners = Vec::new();
     let mut clusters = Vec::new();
     for (i, (rec, port)) in recorders.iter().zip(&ports).enumerate() {

@@ -27,6 +27,8 @@ pub const REDIRECT_HOST: &str = "redirect.test";
 pub const MISMATCH_HOST: &str = "mismatch.test";
 /// A GitLab-shaped registry: Verdaccio behind a front that serves it under GitLab's API paths.
 pub const GITLAB_HOST: &str = "gitlab.test";
+/// A GitHub-Packages-shaped registry whose tarballs live on a CDN (tests/cdn.rs).
+pub const CDN_REGISTRY_HOST: &str = "ghreg.test";
 /// The registry users: one per connector. Passwords are random per run.
 pub const USERS: [&str; 2] = ["ci-a", "ci-b"];
 pub const REDIRECT_CREDENTIAL_PREFIX: &str = "redirect-credential-";
@@ -183,7 +185,8 @@ fn start_with(
     let out = dir.join(out);
     let port = free_port();
     let mut resolve: BTreeMap<String, IpAddr> = BTreeMap::new();
-    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST, "localhost"] {
+    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST, CDN_REGISTRY_HOST, "localhost"]
+    {
         resolve.insert(h.to_owned(), IpAddr::from([127, 0, 0, 1]));
     }
     let listen = format!("127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}"));

@@ -1,5 +1,6 @@
 //! Small local upstreams on hyper: each records the requests it gets (method, path, headers)
-//! and answers 200, or 302 to a fixed location for paths under `/redirect`.
+//! and answers 200, or 302 to a fixed location for paths under `/redirect`, or what a scripted
+//! handler says (a stand-in registry or CDN).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +26,11 @@ impl Seen {
     }
 }
 
+/// A scripted answer: status, headers, body.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+/// Decides the answer to a request (already recorded).
+pub type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
+
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -35,15 +41,20 @@ pub struct Upstream {
 impl Upstream {
     /// Starts on 127.0.0.1 with an ephemeral port; `redirect_to` is the 302 target.
     pub fn start(redirect_to: Option<String>) -> Upstream {
-        Self::start_with(redirect_to, true)
+        Self::start_with(redirect_to, true, None)
     }
 
     /// An upstream that keeps no record, for load tests.
     pub fn quiet() -> Upstream {
-        Self::start_with(None, false)
+        Self::start_with(None, false, None)
     }
 
-    fn start_with(redirect_to: Option<String>, record: bool) -> Upstream {
+    /// A recording upstream that answers what `handler` says.
+    pub fn scripted(handler: Handler) -> Upstream {
+        Self::start_with(None, true, Some(handler))
+    }
+
+    fn start_with(redirect_to: Option<String>, record: bool, handler: Option<Handler>) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -62,11 +73,13 @@ impl Upstream {
                             let Ok((stream, _)) = accepted else { continue };
                             let seen = seen2.clone();
                             let redirect = redirect_to.clone();
+                            let handler = handler.clone();
                             tokio::spawn(async move {
                                 let svc = service_fn(move |req: Request<Incoming>| {
                                     let seen = seen.clone();
                                     let redirect = redirect.clone();
-                                    async move { Ok::<_, Infallible>(answer(req, record.then_some(&*seen), redirect.as_deref())) }
+                                    let handler = handler.clone();
+                                    async move { Ok::<_, Infallible>(answer(req, record.then_some(&*seen), redirect.as_deref(), handler.as_ref())) }
                                 });
                                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                             });
@@ -84,7 +97,12 @@ impl Upstream {
     }
 }
 
-fn answer(req: Request<Incoming>, seen: Option<&Mutex<Vec<Seen>>>, redirect: Option<&str>) -> Response<Full<Bytes>> {
+fn answer(
+    req: Request<Incoming>,
+    seen: Option<&Mutex<Vec<Seen>>>,
+    redirect: Option<&str>,
+    handler: Option<&Handler>,
+) -> Response<Full<Bytes>> {
     let Some(seen) = seen else {
         return Response::new(Full::new(Bytes::from_static(b"ok\n")));
     };
@@ -98,8 +116,16 @@ fn answer(req: Request<Incoming>, seen: Option<&Mutex<Vec<Seen>>>, redirect: Opt
             .collect(),
     };
     let is_redirect = s.path.starts_with("/redirect");
+    let scripted = handler.map(|h| h(&s));
     if let Ok(mut v) = seen.lock() {
         v.push(s);
+    }
+    if let Some((status, headers, body)) = scripted {
+        let mut resp = Response::builder().status(status);
+        for (k, v) in headers {
+            resp = resp.header(k, v);
+        }
+        return resp.body(Full::new(Bytes::from(body))).unwrap_or_else(|e| panic!("{e}"));
     }
     let mut resp = Response::builder();
     if let (true, Some(to)) = (is_redirect, redirect) {
