@@ -88,6 +88,8 @@ fn tarballs_on_a_cdn_install_and_the_cdn_gets_nothing() {
             "/gh/cdn-pkg" => json(200, packument(&own, &integrity, &shasum)),
             "/gh/cdn-pkg/-/cdn-pkg-1.0.0.tgz" => (302, vec![("location".into(), cdn_url2.clone())], Vec::new()),
             "/s3/cdn-pkg" => json(200, packument(&cdn_url2, &integrity, &shasum)),
+            // A redirect within the registry, as an absolute path.
+            "/gh/moved" => (301, vec![("location".into(), "/gh/cdn-pkg".into())], Vec::new()),
             _ => json(404, br#"{"error":"not found"}"#.to_vec()),
         }
     }));
@@ -148,6 +150,27 @@ fn tarballs_on_a_cdn_install_and_the_cdn_gets_nothing() {
         }
         if mode == Mode::HttpsProxy {
             assert!(envoy.counter("wasmcustom.npm_connector.tunnels_blind") >= 1, "the CDN was reached blind");
+        } else {
+            // Gateway: a relative Location comes back re-based on the gateway path; an absolute
+            // one to the CDN comes back unchanged.
+            let token = t["team-a/gh"].clone();
+            let auth = format!("authorization: Bearer {token}");
+            let location = |path: &str| {
+                let url = format!("http://127.0.0.1:{}/team-a/gh/{path}", envoy.port);
+                let r = npm_connector_tests::clients::curl(&[
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{redirect_url}",
+                    "-H",
+                    &auth,
+                    &url,
+                ]);
+                r.stdout.trim().to_owned()
+            };
+            assert_eq!(location("moved"), format!("301 http://127.0.0.1:{}/team-a/gh/cdn-pkg", envoy.port));
+            assert_eq!(location("cdn-pkg/-/cdn-pkg-1.0.0.tgz"), format!("302 {cdn_url}"));
         }
         drop(envoy);
     }
