@@ -26,6 +26,9 @@ enum Filter {
     /// A Rust proxy-wasm filter that only continues: the floor any Wasm filter pays.
     Noop,
     Ours,
+    /// The same request with 10,000 connectors configured (one route and token map lookup
+    /// each, whatever the number).
+    Ours10k,
 }
 
 impl Filter {
@@ -35,6 +38,7 @@ impl Filter {
             Filter::Native => "native credential_injector",
             Filter::Noop => "no-op Rust Wasm filter",
             Filter::Ours => "npm-connector filter",
+            Filter::Ours10k => "npm-connector filter, 10,000 connectors",
         }
     }
 }
@@ -62,15 +66,23 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
                 router,
             ]
         }
-        Filter::Ours => {
+        Filter::Ours | Filter::Ours10k => {
             // The filter acts on the route named after the connector, to its cluster: the
             // local-upstream rows are injections; on the direct_response rows the route is not
             // the connector's, so they measure the decision that forwards without a credential.
-            let cfg = json!({"role": "gateway", "connectors": [{
+            let mut connectors = vec![json!({
                 "name": "bench/npm", "route": "bench/npm", "cluster": "upstream",
                 "credential": {"basic": {"username": "bench", "password": "bench-password"}},
                 "tokens": [{"sha256": npm_connector::token::hash(&secrecy::SecretString::from(TOKEN.to_owned()))}],
-            }]});
+            })];
+            if f == Filter::Ours10k {
+                connectors.extend((1..10_000).map(|i| json!({
+                    "name": format!("bench/c{i}"), "route": format!("bench/c{i}"), "cluster": format!("registry_{i}"),
+                    "credential": {"bearer": {"token": format!("credential-{i}")}},
+                    "tokens": [{"sha256": npm_connector::token::hash(&secrecy::SecretString::from(format!("npmc_bench_{i}")))}],
+                })));
+            }
+            let cfg = json!({"role": "gateway", "connectors": connectors});
             vec![
                 json!({"name": "envoy.filters.http.wasm", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -177,7 +189,7 @@ pub fn run() -> String {
     let wasm_size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let upstream = Upstream::quiet();
-    let variants: Vec<(Filter, bool)> = [Filter::Bare, Filter::Native, Filter::Noop, Filter::Ours]
+    let variants: Vec<(Filter, bool)> = [Filter::Bare, Filter::Native, Filter::Noop, Filter::Ours, Filter::Ours10k]
         .iter()
         .flat_map(|&f| [(f, false), (f, true)])
         .collect();
