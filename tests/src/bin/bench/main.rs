@@ -29,7 +29,10 @@ fn main() {
     if only.is_empty() || only == "https" {
         sections.push(https::run());
     }
-    if only.is_empty() {
+    if !only.is_empty() {
+        // One part: its section on stdout, BENCHMARKS.md untouched.
+        println!("{}", sections.join("\n"));
+    } else {
         let report = format!(
             "# Benchmarks\n\nRecorded by `make bench` (tests/src/bin/bench/); every figure below comes from one run on one \
              machine, so compare rows with each other, not with other machines.\n\n{}",
