@@ -103,3 +103,19 @@ fn expiry_warnings_come_within_the_last_tenth_once() {
     assert!(w[0].contains("ns/npm") && w[0].contains("expires in 99 s"), "{w:?}");
     assert!(e.check_expiry(start + 950).is_empty(), "said once");
 }
+
+/// `serve` refuses an http registry like `render` does (file, document, field), and keeps the
+/// connectors it had; with the opt-in annotation it loads it.
+#[test]
+fn serve_refuses_a_cleartext_registry_without_the_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = manifest(None).replace("https://", "http://");
+    std::fs::write(dir.path().join("c.yaml"), &http).unwrap();
+    let e = source::load_dir(dir.path(), "ns").unwrap_err().to_string();
+    assert!(e.starts_with("c.yaml, document 2, spec.address:") && e.contains("allow-cleartext"), "{e}");
+    let opted =
+        http.replace("  name: npm\n", "  name: npm\n  annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n");
+    std::fs::write(dir.path().join("c.yaml"), opted).unwrap();
+    let cs = source::load_dir(dir.path(), "ns").unwrap();
+    assert_eq!(cs[0].address.scheme(), "http");
+}
