@@ -28,15 +28,15 @@ pub fn check_authority(authority: &str, port_required: bool) -> Result<(), Autho
     if authority.contains('@') {
         return Err(AuthorityError::Userinfo);
     }
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+    let port = if let Some(rest) = authority.strip_prefix('[') {
         let end = rest.find(']').ok_or(AuthorityError::BadHost)?;
         let v6 = &rest[..end];
         if v6.is_empty() || !v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
             return Err(AuthorityError::BadHost);
         }
         match &rest[end + 1..] {
-            "" => (v6, None),
-            after => (v6, Some(after.strip_prefix(':').ok_or(AuthorityError::BadHost)?)),
+            "" => None,
+            after => Some(after.strip_prefix(':').ok_or(AuthorityError::BadHost)?),
         }
     } else {
         let (host, port) = match authority.split_once(':') {
@@ -54,9 +54,8 @@ pub fn check_authority(authority: &str, port_required: bool) -> Result<(), Autho
         if !host.split('.').all(label_ok) {
             return Err(AuthorityError::BadHost);
         }
-        (host, port)
+        port
     };
-    let _ = host;
     match port {
         None if port_required => Err(AuthorityError::NoPort),
         None => Ok(()),

@@ -40,6 +40,8 @@ struct Compiled {
     method: u32,
     route_mismatch: u32,
     blind_tunnels: u32,
+    /// Token refusals of CONNECTs that no connector owns (blind tunnels).
+    blind_refused: u32,
 }
 
 fn counter(name: &str) -> u32 {
@@ -80,6 +82,7 @@ impl Compiled {
             method: counter("npm_connector.refused_method"),
             route_mismatch: counter("npm_connector.refused_route_mismatch"),
             blind_tunnels: counter("npm_connector.tunnels_blind"),
+            blind_refused: counter("npm_connector.refused_blind_token"),
         }
     }
 }
@@ -246,7 +249,7 @@ impl HttpContext for Http {
                     (Reason::Method, _) => compiled.method,
                     (Reason::RouteMismatch, _) => compiled.route_mismatch,
                     // Token refusals on a blind tunnel have no connector.
-                    _ => compiled.bad_authority,
+                    (Reason::MissingToken | Reason::BadToken | Reason::ExpiredToken, None) => compiled.blind_refused,
                 };
                 bump(id);
                 self.refuse(r.status, r.challenge, &r.body())

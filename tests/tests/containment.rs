@@ -331,6 +331,10 @@ fn credentials_reach_only_their_own_registry_over_tls() {
         run.check(case(name, status, at), &got);
     }
 
+    // The two refused blind CONNECTs (no token, wrong token) are counted as such.
+    assert_eq!(hp.counter("wasmcustom.npm_connector.refused_blind_token"), 2);
+    assert!(hp.counter("wasmcustom.npm_connector.tunnels_blind") >= 3);
+
     // ---- https-proxy with --unmatched deny: only connectors' endpoints and the tunnel hosts a
     // Connector lists (here the "other" port, standing for a CDN) are tunnelled.
     let deny_yaml = yaml.replace(
