@@ -76,6 +76,8 @@ struct Run {
     tokens: Vec<String>,
     failures: Vec<String>,
     count: usize,
+    /// One line per case, for the report.
+    table: Vec<String>,
 }
 
 impl Run {
@@ -83,6 +85,18 @@ impl Run {
     /// expected credential and never a connector token.
     fn check(&mut self, c: Case, got: &str) {
         self.count += 1;
+        let at = match c.at {
+            None => "nowhere".to_owned(),
+            Some((r, cred)) => {
+                let who = ["A's port", "B's port", "other host"][r];
+                if cred.is_empty() {
+                    format!("{who}, no credential")
+                } else {
+                    format!("{who}, {cred}'s credential over TLS")
+                }
+            }
+        };
+        self.table.push(format!("| {} | {got} | {at} |", c.name));
         let mut problems = Vec::new();
         if got != c.status {
             problems.push(format!("status {got}, want {}", c.status));
@@ -135,7 +149,7 @@ fn credentials_reach_only_their_own_registry_over_tls() {
     let (hp, hp_tokens) = scenario::render_and_start(d, Mode::HttpsProxy, &pki.ca_cert, &key, &yaml, "hp", None);
     let mut tokens: Vec<String> = gw_tokens.values().chain(hp_tokens.values()).cloned().collect();
     tokens.sort();
-    let mut run = Run { front, cred, tokens, failures: Vec::new(), count: 0 };
+    let mut run = Run { front, cred, tokens, failures: Vec::new(), count: 0, table: Vec::new() };
 
     // ---- gateway mode: raw requests to the gateway listener.
     let (ta, tb) = (gw_tokens["team-a/npm"].clone(), gw_tokens["team-b/npm"].clone());
@@ -371,7 +385,7 @@ fn credentials_reach_only_their_own_registry_over_tls() {
     let summary = format!("{} cases, {} failed", run.count, run.failures.len());
     assert!(run.failures.is_empty(), "{summary}:\n{}", run.failures.join("\n"));
     assert!(run.count >= 60, "{summary}");
-    eprintln!("containment: {summary}");
+    eprintln!("containment: {summary}\n| case | status | arrived |\n|---|---|---|\n{}", run.table.join("\n"));
     drop(gw);
     drop(hp);
     drop(deny);

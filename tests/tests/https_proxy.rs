@@ -303,6 +303,9 @@ fn https_proxy_mode_end_to_end() {
     let reg = format!("{REGISTRY_HOST}:{}", env.registry.port);
     assert!(log.contains(&format!("\"CONNECT {reg}- HTTP/1.1\" 200 ")), "no CONNECT in the access log");
     assert!(log.contains(&format!("\"GET {reg}/dep-a/-/dep-a-1.0.0.tgz HTTP/1.1\" 200")), "no tunnelled tarball GET");
+    // The blind tunnel is access-logged like any CONNECT.
+    let blind = format!("\"CONNECT 127.0.0.1:{}- HTTP/1.1\" 200 ", env.cdn.addr.port());
+    assert!(log.contains(&blind), "no blind CONNECT in the access log");
     assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.tunnels_opened") >= 5);
     assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.injected") >= 10);
     let format = npm_connector::render::ACCESS_LOG_FORMAT.to_ascii_lowercase();
