@@ -351,8 +351,16 @@ pub async fn run(
             }
         }
     }
+    // A graceful shutdown waits for every ADS stream, and an Envoy never ends its stream on its
+    // own: stop accepting, give in-flight responses a moment, then drop the connections. The
+    // Envoys keep their last configuration and reconnect (to a restarted serve or a replica).
     let _ = stop_tx.send(());
-    let _ = server.await;
+    let mut server = server;
+    if tokio::time::timeout(Duration::from_millis(500), &mut server).await.is_err() {
+        server.abort();
+        let _ = server.await;
+    }
+    log::info!("stopped");
     Ok(())
 }
 

@@ -45,6 +45,22 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM and waits up to `within` for the process to exit; how long it took, or
+    /// `None` if it was still running (it is then killed).
+    pub fn terminate_within(&mut self, within: Duration) -> Option<Duration> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
     /// Panics with the log if the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {

@@ -99,9 +99,14 @@ fn xds_control_plane_end_to_end() {
     assert_eq!(whoami(envoy_a.port, &token), (200, Some(last.clone())));
     cm.write(&[("connectors.yaml", &manifest(&registry.public_url, &last, &passwords[50]))]);
 
+    // SIGTERM with two Envoys connected: serve ends their streams and exits within 2 s.
+    let took = serve.terminate_within(Duration::from_secs(2));
+    assert!(took.is_some(), "serve did not exit within 2 s of SIGTERM:\n{}", serve.log_text());
+    assert!(serve.log_text().contains("stopped"), "{}", serve.log_text());
+    eprintln!("serve exited {took:?} after SIGTERM with 2 Envoys connected");
+
     // A configuration the filter rejects: serve restarted with another key seals with it; the
     // Envoys NACK (serve logs their error) and keep the last good configuration.
-    serve.terminate();
     let other_key = d.join("other-key");
     control::keygen(&other_key);
     let wrong = plane.serve(&other_key, "serve-wrong-key.log", "30m");
