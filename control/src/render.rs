@@ -232,9 +232,6 @@ fn plan<'a>(
     opts: &Options,
     mut accepted: impl FnMut(&Connector) -> Result<Vec<Accepted>, RenderError>,
 ) -> Result<Vec<Planned<'a>>, RenderError> {
-    if connectors.is_empty() {
-        return Err(RenderError::NoConnectors);
-    }
     if opts.mode == Mode::HttpsProxy {
         if opts.tls.is_none() {
             return Err(RenderError::NoCa);
@@ -298,6 +295,11 @@ pub fn render(
     opts: &Options,
     entropy: &mut dyn Entropy,
 ) -> Result<Vec<OutFile>, RenderError> {
+    // A static bootstrap without connectors serves nothing; a control plane's empty snapshot
+    // (xds_resources) is how the last connector is revoked.
+    if connectors.is_empty() {
+        return Err(RenderError::NoConnectors);
+    }
     let mut tokens = Vec::new();
     let planned = plan(connectors, opts, |_| {
         let t = entropy.token()?;

@@ -60,6 +60,13 @@ pub enum ServeError {
     NoCa,
 }
 
+/// An empty manifest set is a valid state (it revokes every connector), but rarely meant.
+fn warn_if_empty(connectors: &[Connector], dir: &std::path::Path) {
+    if connectors.is_empty() {
+        log::warn!("no npm connectors in {}: every Envoy drops every connector and its credential", dir.display());
+    }
+}
+
 /// How long expired client tokens stay known to the filter.
 const EXPIRED_GRACE: u64 = 3600;
 
@@ -111,6 +118,7 @@ impl Engine {
         e.refresh_leaves();
         e.note_credentials(now());
         log::info!("loaded {} connector(s) from {}", e.connectors.len(), e.cfg.manifests.display());
+        warn_if_empty(&e.connectors, &e.cfg.manifests);
         Ok(e)
     }
 
@@ -121,6 +129,7 @@ impl Engine {
         match source::load_dir(&self.cfg.manifests, &self.cfg.namespace) {
             Ok(c) => {
                 log::info!("reloaded {} connector(s) from {}", c.len(), self.cfg.manifests.display());
+                warn_if_empty(&c, &self.cfg.manifests);
                 self.connectors = c;
                 self.refresh_leaves();
                 self.note_credentials(now());

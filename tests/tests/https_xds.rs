@@ -76,4 +76,18 @@ fn https_proxy_over_xds_with_sds_leaves() {
     assert_ne!(first_leaf, second_leaf, "the renewed leaf is the one presented");
     assert!(!serve.log_text().contains("PRIVATE KEY"));
     assert!(!envoy.daemon.log_text().contains(&token));
+
+    // Removing the last connector revokes it: Envoy takes the empty snapshot (no internal
+    // listener, no registry cluster), and the CONNECT to the registry is refused, as no token
+    // of this proxy is valid any more.
+    w.manifests.write(&[("connectors.yaml", "# no connectors\n")]);
+    let proxy = format!("http://team%2Fnpm:{token}@127.0.0.1:{}", envoy.port);
+    let url = format!("{registry}-/whoami");
+    let ca_arg = ca.display().to_string();
+    wait_for("the connector revoked", Duration::from_secs(30), || {
+        let r =
+            clients::curl(&["-s", "-o", "/dev/null", "-w", "%{http_connect}", "-x", &proxy, "--cacert", &ca_arg, &url]);
+        (r.stdout.trim() == "403").then_some(())
+    });
+    assert!(!serve.log_text().contains(" rejected "), "{}", serve.log_text());
 }

@@ -163,6 +163,15 @@ fn xds_control_plane_end_to_end() {
         assert!(dump.contains(r#"\"credential\":{\"sealed\":"#), "the sealed form is in the dump");
         texts.push(dump);
     }
+
+    // Removing the last connector revokes it on every Envoy: its path is gone (404), so its
+    // credential goes nowhere.
+    cm.write(&[("connectors.yaml", "# no connectors\n")]);
+    for e in &envoys {
+        wait_for("the connector revoked", Duration::from_secs(30), || (whoami(e.port, &fresh).0 == 404).then_some(()));
+    }
+    assert!(serve.log_text().contains("no npm connectors in"), "{}", serve.log_text());
+
     serve.terminate();
     for e in envoys.iter_mut() {
         e.daemon.terminate();

@@ -123,6 +123,20 @@ fn dns_cache() -> Value {
     json!({"name": BLIND_CLUSTER, "dns_lookup_family": "V4_PREFERRED"})
 }
 
+/// The dynamic forward proxy's cluster for blind tunnels, when any route uses it.
+fn blind_cluster(any_blind: bool) -> Option<Value> {
+    any_blind.then(|| {
+        json!({
+            "name": BLIND_CLUSTER,
+            "connect_timeout": "5s",
+            "lb_policy": "CLUSTER_PROVIDED",
+            "cluster_type": {"name": "envoy.clusters.dynamic_forward_proxy", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
+                "dns_cache_config": dns_cache()}},
+        })
+    })
+}
+
 /// The CONNECT routes of one virtual host: `connect` where a CONNECT goes (a route), anything
 /// else a 405.
 fn connect_vhost(name: &str, domains: Vec<String>, connect: Value) -> Value {
@@ -239,6 +253,12 @@ pub(crate) fn resources(
         outer,
     ));
 
+    // Without connectors (a control plane revoking the last one) there is nothing to intercept:
+    // no internal listener (Envoy refuses one without filter chains), no tunnel cluster.
+    if planned.is_empty() {
+        res.clusters.extend(blind_cluster(any_blind));
+        return Ok(res);
+    }
     // Internal listener: one filter chain per registry host, chosen by SNI.
     let inner_filter = filter::config(entries, opts, Role::Tunnel, Some(TUNNEL_TOKEN_KEY), true)?;
     // Every chain names the same filter configuration (one ECDS resource).
@@ -271,16 +291,7 @@ pub(crate) fn resources(
                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}},
         "load_assignment": {"cluster_name": HTTPS_TUNNEL_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {
             "address": {"envoy_internal_address": {"server_listener_name": HTTPS_LISTENER}}}}]}]}}));
-    if any_blind {
-        res.clusters.push(json!({
-            "name": BLIND_CLUSTER,
-            "connect_timeout": "5s",
-            "lb_policy": "CLUSTER_PROVIDED",
-            "cluster_type": {"name": "envoy.clusters.dynamic_forward_proxy", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
-                "dns_cache_config": dns_cache()}},
-        }));
-    }
+    res.clusters.extend(blind_cluster(any_blind));
     if *source != ConfigSource::Static {
         res.secrets = leaf_secrets(planned, opts)?;
     }

@@ -119,3 +119,38 @@ fn serve_refuses_a_cleartext_registry_without_the_opt_in() {
     let cs = source::load_dir(dir.path(), "ns").unwrap();
     assert_eq!(cs[0].address.scheme(), "http");
 }
+
+/// Removing the last connector revokes it: the snapshot has no cluster, no route and a filter
+/// configuration without connectors (gateway and https-proxy).
+#[test]
+fn an_empty_manifest_set_revokes_every_connector() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("c.yaml"), manifest(None)).unwrap();
+    let mut e = engine(d.path(), None);
+    let before = e.snapshot(&node("a", 1)).unwrap();
+    assert_eq!(before.types[crate::xds::CLUSTER].resources.len(), 1);
+    std::fs::write(d.path().join("c.yaml"), "# nothing here any more\n").unwrap();
+    e.reload();
+    let after = e.snapshot(&node("a", 1)).unwrap();
+    assert!(after.types[crate::xds::CLUSTER].resources.is_empty());
+    let bytes: Vec<u8> =
+        after.types[crate::xds::EXTENSION_CONFIG].resources.iter().flat_map(|r| r.any.value.clone()).collect();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains(r#""connectors":[]"#) && !text.contains("ns/npm"), "{text}");
+}
+
+/// A manifests directory that is gone (an unmounted volume) is an error, not an empty set:
+/// the last good snapshot stays.
+#[test]
+fn a_missing_directory_keeps_the_last_good_snapshot() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("c.yaml"), manifest(None)).unwrap();
+    let mut e = engine(&dir, None);
+    let before = e.snapshot(&node("a", 1)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    e.reload();
+    assert_eq!(e.snapshot(&node("a", 1)).unwrap(), before);
+    assert!(source::load_dir(&dir, "ns").unwrap_err().to_string().contains("cannot read the manifests directory"));
+}
