@@ -168,21 +168,50 @@ impl KeyArgs {
     }
 }
 
+/// The longest lifetime a token or leaf may be given: longer ones defeat the point of expiry.
+const MAX_TTL: u64 = 366 * 86400;
+
+/// A duration such as `90s`, `30m`, `12h`, `7d` or `1h 30m` (humantime), or plain seconds;
+/// more than zero and at most a year.
 fn parse_ttl(s: &str) -> Result<u64, String> {
-    let (num, mul) = match s.chars().last() {
-        Some('s') => (&s[..s.len() - 1], 1),
-        Some('m') => (&s[..s.len() - 1], 60),
-        Some('h') => (&s[..s.len() - 1], 3600),
-        Some('d') => (&s[..s.len() - 1], 86400),
-        _ => (s, 1),
+    let secs = match s.trim().parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?}: {e}; write a duration such as 90s, 30m, 12h or 7d"))?
+            .as_secs(),
     };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with an optional s, m, h or d"))?;
-    if n == 0 {
+    if secs == 0 {
         return Err("a TTL of zero would mint tokens that are already expired".into());
     }
-    Ok(n * mul)
+    if secs > MAX_TTL {
+        return Err(format!("{s:?} is longer than a year; tokens and leaves are meant to expire"));
+    }
+    Ok(secs)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(if p.is_absolute() { p.to_owned() } else { std::env::current_dir()?.join(p) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_humantime_and_bounded() {
+        assert_eq!(parse_ttl("3600"), Ok(3600));
+        assert_eq!(parse_ttl("30m"), Ok(1800));
+        assert_eq!(parse_ttl("1h 30m"), Ok(5400));
+        assert_eq!(parse_ttl("7d"), Ok(7 * 86400));
+        assert!(parse_ttl("0s").unwrap_err().contains("zero"));
+        assert!(parse_ttl("999999999999999999d").is_err(), "no overflow panic");
+        assert!(parse_ttl("400d").unwrap_err().contains("longer than a year"));
+        assert!(parse_ttl("soon").unwrap_err().contains("such as 90s"));
+    }
+
+    #[test]
+    fn forward_mode_names_its_replacement() {
+        assert!(parse_mode("forward").unwrap_err().contains("--mode https-proxy"));
+        assert_eq!(parse_mode("gateway"), Ok(Mode::Gateway));
+    }
 }

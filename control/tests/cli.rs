@@ -104,6 +104,17 @@ fn sealing_needs_a_key_or_an_explicit_opt_out() {
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let k = std::fs::read_to_string(&key).unwrap();
     assert!(npm_connector_filter::seal::Key::from_base64(&k).is_ok());
+    // An existing key is never replaced silently.
+    let o = cli(&["keygen", "-o", key.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), k, "unchanged");
+    let o = cli(&["keygen", "-o", key.to_str().unwrap(), "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), k, "replaced with --force");
+    let o = cli(&["keygen", "-o", key.to_str().unwrap(), "--force"]);
+    assert!(o.status.success());
+    let k = std::fs::read_to_string(&key).unwrap();
     let o = cli(&[
         "render",
         "-f",

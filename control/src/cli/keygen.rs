@@ -11,6 +11,10 @@ pub struct KeygenArgs {
     /// Write the key to this file (mode 0600) instead of standard output.
     #[arg(short = 'o', long = "output")]
     out: Option<PathBuf>,
+    /// Replace an existing key file. Every credential sealed with the old key stops opening
+    /// until Envoy and every renderer get the new key.
+    #[arg(long, requires = "out")]
+    force: bool,
 }
 
 pub fn run(a: KeygenArgs) -> Result<()> {
@@ -18,6 +22,12 @@ pub fn run(a: KeygenArgs) -> Result<()> {
     match a.out {
         None => println!("{key}"),
         Some(path) => {
+            if path.exists() && !a.force {
+                anyhow::bail!(
+                    "{} exists: it may be the key Envoy opens credentials with; pass --force to replace it",
+                    path.display()
+                );
+            }
             let dir = path.parent().map(PathBuf::from).unwrap_or_default();
             let name = path.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("key"));
             output::write(&dir, &[OutFile { path: name, contents: format!("{key}\n"), secret: true }])?;
