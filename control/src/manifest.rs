@@ -213,8 +213,35 @@ fn typed<T: for<'de> Deserialize<'de>>(value: Value, at: &(String, usize)) -> Re
 /// Loads connectors from `(file name, YAML text)` pairs. `default_namespace` applies where
 /// `metadata.namespace` is absent. Connectors of other classes are skipped.
 pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<Connector>, ManifestError> {
+    load_report(files, default_namespace).map(|l| l.connectors)
+}
+
+/// What a set of manifest files held.
+#[derive(Debug)]
+pub struct Loaded {
+    pub connectors: Vec<Connector>,
+    /// Connectors of other classes, skipped: `"c.yaml, document 2: connectorClassName \"maven\""`.
+    pub skipped: Vec<String>,
+}
+
+impl Loaded {
+    /// Why there is nothing to render, naming the files.
+    pub fn why_empty(&self, files: &[(String, String)]) -> String {
+        let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+        let names = if names.is_empty() { "(no files)".to_owned() } else { names.join(", ") };
+        if self.skipped.is_empty() {
+            format!("no npm connectors in {names}: no Connector document with connectorClassName: npm")
+        } else {
+            format!("no npm connectors in {names}; skipped Connectors of other classes: {}", self.skipped.join("; "))
+        }
+    }
+}
+
+/// [`load`], also reporting the Connectors it skipped.
+pub fn load_report(files: &[(String, String)], default_namespace: &str) -> Result<Loaded, ManifestError> {
     let mut secrets: BTreeMap<(String, String), Secret> = BTreeMap::new();
     let mut pending = Vec::new();
+    let mut skipped = Vec::new();
     for (file, text) in files {
         for parsed in docs::parse_file(file, text, default_namespace)? {
             match parsed {
@@ -225,24 +252,28 @@ pub fn load(files: &[(String, String)], default_namespace: &str) -> Result<Vec<C
                     }
                 }
                 Parsed::Connector(p) => pending.push(*p),
+                Parsed::Skipped { at, class } => {
+                    skipped.push(format!("{}, document {}: connectorClassName {class:?}", at.0, at.1))
+                }
             }
         }
     }
     let mut out: Vec<Connector> = Vec::with_capacity(pending.len());
-    let mut ids = std::collections::HashSet::with_capacity(pending.len());
+    let mut ids: std::collections::HashMap<String, (String, usize)> =
+        std::collections::HashMap::with_capacity(pending.len());
     for p in pending {
+        let at = p.at.clone();
         let c = resolve(p, &secrets)?;
-        if !ids.insert(c.id()) {
-            return Err(ManifestError {
-                file: "(all files)".into(),
-                doc: 0,
-                field: "metadata.name".into(),
-                message: format!("connector {} is defined twice", c.id()),
-            });
+        if let Some(first) = ids.insert(c.id(), at.clone()) {
+            return Err(err(
+                &at,
+                "metadata.name",
+                format!("connector {} is defined twice (first in {}, document {})", c.id(), first.0, first.1),
+            ));
         }
         out.push(c);
     }
-    Ok(out)
+    Ok(Loaded { connectors: out, skipped })
 }
 
 /// `stringData` wins over `data`, as in Kubernetes; `data` values are base64.

@@ -189,3 +189,17 @@ fn an_http_registry_needs_the_cleartext_opt_in() {
     assert!(o.status.success(), "{said}");
     assert!(said.contains("warning: connector default/npm-connector") && said.contains("in clear"), "{said}");
 }
+
+#[test]
+fn nothing_to_render_says_which_files_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap();
+    let maven = dir.path().join("maven.yaml");
+    std::fs::write(&maven, seed.replace("connectorClassName: npm", "connectorClassName: maven")).unwrap();
+    let out = dir.path().join("out");
+    let o = cli(&["render", "-f", maven.to_str().unwrap(), "-o", out.to_str().unwrap(), "--plaintext-credentials"]);
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(said.contains("no npm connectors in") && said.contains("connectorClassName \"maven\""), "{said}");
+    assert!(!out.exists(), "nothing written");
+}

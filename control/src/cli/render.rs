@@ -64,7 +64,12 @@ pub fn run(a: RenderArgs) -> Result<()> {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         sources.push((f.display().to_string(), text));
     }
-    let connectors = manifest::load(&sources, &a.deploy.namespace)?;
+    let loaded = manifest::load_report(&sources, &a.deploy.namespace)?;
+    // Only a control plane's snapshot may be empty (it revokes); a static render of nothing is a mistake.
+    if loaded.connectors.is_empty() && a.xds.is_none() {
+        bail!("{}", loaded.why_empty(&sources));
+    }
+    let connectors = loaded.connectors;
     for w in manifest::warnings(&connectors) {
         eprintln!("warning: {w}");
     }

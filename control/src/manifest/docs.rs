@@ -10,8 +10,17 @@ use super::{err, parse_time, secret_values, typed, ManifestError, Pending, RawCo
 
 /// One document's meaning.
 pub(super) enum Parsed {
-    Secret { namespace: String, name: String, secret: Secret },
+    Secret {
+        namespace: String,
+        name: String,
+        secret: Secret,
+    },
     Connector(Box<Pending>),
+    /// A Connector of another class, skipped: where, and which class.
+    Skipped {
+        at: (String, usize),
+        class: String,
+    },
 }
 
 impl Parsed {
@@ -19,6 +28,7 @@ impl Parsed {
         match self {
             Parsed::Secret { secret, .. } => secret.at.1 += docs,
             Parsed::Connector(p) => p.at.1 += docs,
+            Parsed::Skipped { at, .. } => at.1 += docs,
         }
     }
 }
@@ -111,6 +121,7 @@ fn parse_docs(
             "Connector" => {
                 let raw: RawConnector = typed(value, &at)?;
                 if raw.spec.connector_class_name != "npm" {
+                    out.push(Parsed::Skipped { at, class: raw.spec.connector_class_name.clone() });
                     continue;
                 }
                 let namespace = raw.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());

@@ -117,6 +117,28 @@ fn duplicates_are_refused() {
     let two = format!("{SEED}\n---\n{}", SEED.split("---").nth(1).unwrap_or_default());
     let e = err_of(&two);
     assert!(e.message.contains("defined twice"), "{e}");
+    // Connectors defined twice: both places are named.
+    let conn = SEED.split("---").nth(1).unwrap_or_default();
+    let files = [("a.yaml".to_owned(), SEED.to_owned()), ("b.yaml".to_owned(), format!("---{conn}"))];
+    let e = load(&files, "default").unwrap_err();
+    assert_eq!((e.file.as_str(), e.doc, e.field.as_str()), ("b.yaml", 1, "metadata.name"), "{e}");
+    assert!(e.message.contains("(first in a.yaml, document 2)"), "{e}");
+}
+
+#[test]
+fn nothing_to_render_names_the_files_and_what_was_skipped() {
+    let maven = SEED.replace("connectorClassName: npm", "connectorClassName: maven");
+    let files = [("m.yaml".to_owned(), maven), ("empty.yaml".to_owned(), String::new())];
+    let l = load_report(&files, "default").unwrap();
+    assert!(l.connectors.is_empty());
+    let why = l.why_empty(&files);
+    assert!(
+        why.contains("m.yaml, empty.yaml") && why.contains("m.yaml, document 2: connectorClassName \"maven\""),
+        "{why}"
+    );
+    let files = [("empty.yaml".to_owned(), String::new())];
+    let why = load_report(&files, "default").unwrap().why_empty(&files);
+    assert!(why.contains("in empty.yaml: no Connector document"), "{why}");
 }
 
 #[test]

@@ -32,9 +32,12 @@ pub fn load_dir(dir: &Path, default_namespace: &str) -> Result<Vec<Connector>, S
         let text = std::fs::read_to_string(&path).map_err(|e| SourceError::File(path.display().to_string(), e))?;
         sources.push((n, text));
     }
-    let connectors = manifest::load(&sources, default_namespace)?;
-    for w in manifest::warnings(&connectors) {
+    let loaded = manifest::load_report(&sources, default_namespace)?;
+    for w in manifest::warnings(&loaded.connectors) {
         log::warn!("{w}");
     }
-    Ok(connectors)
+    if loaded.connectors.is_empty() {
+        log::warn!("{}", loaded.why_empty(&sources));
+    }
+    Ok(loaded.connectors)
 }
