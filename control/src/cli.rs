@@ -43,12 +43,10 @@ pub struct DeployArgs {
     /// URL clients use to reach the proxy, if not http://<listen>/ (e.g. a Service name).
     #[arg(long)]
     pub public_url: Option<url::Url>,
-    /// Path of the filter's .wasm as Envoy sees it [default: the workspace build, absolute].
-    #[arg(long)]
-    pub wasm: Option<PathBuf>,
-    /// Unix socket for Envoy's admin API [default: <output>/admin.sock].
-    #[arg(long)]
-    pub admin_socket: Option<PathBuf>,
+    /// Path of the filter's .wasm as Envoy sees it (`make wasm` builds
+    /// target/wasm32-wasip1/release/npm_connector_filter.wasm).
+    #[arg(long, default_value = npm_connector::render::DEFAULT_WASM)]
+    pub wasm: PathBuf,
     /// CA bundle for verifying https registries [default: the system trust store].
     #[arg(long)]
     pub upstream_ca: Option<PathBuf>,
@@ -100,16 +98,14 @@ fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
 impl DeployArgs {
     /// The renderer's options; `out` is where the admin socket goes by default. Without
     /// `credentials` (a bootstrap that only points at a control plane) no key is needed.
-    pub fn options(&self, out: &Path, token_expires_at: Option<u64>, credentials: bool) -> Result<Options> {
+    /// `admin_socket` is render's (a bootstrap's); serve renders no bootstrap.
+    pub fn options(&self, admin_socket: PathBuf, token_expires_at: Option<u64>, credentials: bool) -> Result<Options> {
         Ok(Options {
             mode: self.mode,
             listen: self.listen,
             public_url: self.public_url.clone(),
-            wasm: match &self.wasm {
-                Some(w) => w.clone(),
-                None => absolute(Path::new("target/wasm32-wasip1/release/npm_connector_filter.wasm"))?,
-            },
-            admin_socket: self.admin_socket.clone().unwrap_or_else(|| out.join("admin.sock")),
+            wasm: absolute(&self.wasm)?,
+            admin_socket,
             upstream_ca: self.upstream_ca.as_deref().map(absolute).transpose()?,
             resolve: self.resolve.iter().cloned().collect::<BTreeMap<_, _>>(),
             unmatched: self.unmatched,

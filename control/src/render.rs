@@ -120,6 +120,8 @@ pub const YARN_CLASSIC_FILE: &str = "yarn-classic.npmrc";
 pub const BUNDLE_FILE: &str = "ca-bundle.pem";
 
 pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where Envoy finds the filter unless told otherwise (the CLI's `--wasm` default too).
+pub const DEFAULT_WASM: &str = "/etc/npm-connector/npm_connector_filter.wasm";
 
 /// One file of the output directory. `secret` files are written with mode 0600.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +192,7 @@ impl Options {
             mode,
             listen,
             public_url: None,
-            wasm: "/etc/npm-connector/npm_connector_filter.wasm".into(),
+            wasm: DEFAULT_WASM.into(),
             admin_socket: "/run/npm-connector/admin.sock".into(),
             upstream_ca: None,
             resolve: BTreeMap::new(),

@@ -169,8 +169,11 @@ fn an_http_registry_needs_the_cleartext_opt_in() {
     let http = dir.path().join("http.yaml");
     std::fs::write(&http, seed.replace("https://", "http://")).unwrap();
     let out = dir.path().join("out");
-    let args =
-        |f: &str| cli(&["render", "-f", f, "-o", out.to_str().unwrap(), "--key-file", "envoy/examples/example.key"]);
+    let wasm = root().join("target/wasm32-wasip1/release/npm_connector_filter.wasm");
+    let args = |f: &str| {
+        let (o, w) = (out.to_str().unwrap(), wasm.to_str().unwrap());
+        cli(&["render", "-f", f, "-o", o, "--key-file", "envoy/examples/example.key", "--wasm", w])
+    };
     let o = args(http.to_str().unwrap());
     let said = text(&o);
     assert!(!o.status.success(), "{said}");
@@ -188,6 +191,18 @@ fn an_http_registry_needs_the_cleartext_opt_in() {
     let said = text(&o);
     assert!(o.status.success(), "{said}");
     assert!(said.contains("warning: connector default/npm-connector") && said.contains("in clear"), "{said}");
+}
+
+#[test]
+fn serve_help_lists_only_what_serve_uses_and_one_wasm_default() {
+    let said = text(&cli(&["serve", "--help"]));
+    assert!(!said.contains("--admin-socket"), "a bootstrap option: {said}");
+    assert!(said.contains("--xds-listen") && said.contains("--clients"), "{said}");
+    for cmd in ["serve", "render"] {
+        let said = text(&cli(&[cmd, "--help"]));
+        assert!(said.contains("[default: /etc/npm-connector/npm_connector_filter.wasm]"), "{cmd}: {said}");
+    }
+    assert_eq!(npm_connector::render::DEFAULT_WASM, "/etc/npm-connector/npm_connector_filter.wasm");
 }
 
 #[test]

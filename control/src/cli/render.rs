@@ -21,6 +21,9 @@ pub struct RenderArgs {
     out: PathBuf,
     #[command(flatten)]
     deploy: DeployArgs,
+    /// Unix socket for Envoy's admin API [default: <output>/admin.sock].
+    #[arg(long)]
+    admin_socket: Option<PathBuf>,
     /// Lifetime of the minted client tokens, e.g. 30m, 12h, 3600 [default: no expiry].
     #[arg(long, value_parser = parse_ttl)]
     token_ttl: Option<u64>,
@@ -75,7 +78,8 @@ pub fn run(a: RenderArgs) -> Result<()> {
     }
     let out = absolute(&a.out)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let mut opts = a.deploy.options(&out, a.token_ttl.map(|t| now + t), a.xds.is_none())?;
+    let admin = a.admin_socket.as_deref().map(absolute).transpose()?.unwrap_or_else(|| out.join("admin.sock"));
+    let mut opts = a.deploy.options(admin, a.token_ttl.map(|t| now + t), a.xds.is_none())?;
     if a.xds.is_none() {
         opts.tls = a.deploy.tls(&connectors, &out)?;
     }

@@ -1,7 +1,7 @@
 //! `npm-connector serve`: the xDS control plane over a directory of manifests.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -36,7 +36,8 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    let opts = a.deploy.options(Path::new("."), None, true)?;
+    // serve renders listeners and clusters, never a bootstrap: no admin socket to name.
+    let opts = a.deploy.options(PathBuf::new(), None, true)?;
     let cfg = ServeConfig {
         manifests: absolute(&a.manifests)?,
         namespace: a.deploy.namespace.clone(),
