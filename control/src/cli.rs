@@ -34,6 +34,11 @@ pub struct DeployArgs {
     /// How clients reach registries through the proxy: gateway or https-proxy.
     #[arg(long, value_parser = parse_mode, default_value = "gateway")]
     pub mode: Mode,
+    /// Kubernetes Secrets mounted as volumes: one subdirectory per Secret (its name), one file
+    /// per key; a Connector's secretRef finds them by name. Kind inferred from the keys
+    /// (username + password: basicAuth; token: bearerToken).
+    #[arg(long)]
+    pub secrets_dir: Option<PathBuf>,
     /// Namespace for manifests without metadata.namespace.
     #[arg(long, default_value = "default")]
     pub namespace: String,

@@ -34,14 +34,25 @@ fn parse_time(t: &str) -> Option<u64> {
     st.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
-/// What is wrong, and where: file, 1-based document number and field path.
+/// What is wrong, and where: file, 1-based document number (0: not a YAML document, such as
+/// a Secret volume) and field path.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{file}, document {doc}, {field}: {message}")]
+#[error("{file}, {}{field}: {message}", if *.doc == 0 { String::new() } else { format!("document {}, ", .doc) })]
 pub struct ManifestError {
     pub file: String,
     pub doc: usize,
     pub field: String,
     pub message: String,
+}
+
+/// A Kubernetes Secret mounted as a volume: a directory named after the Secret, one file per
+/// key (the kubelet's `..data` indirection resolved by the reader).
+#[derive(Debug, Clone)]
+pub struct SecretVolume {
+    pub name: String,
+    /// Where it was read, for messages.
+    pub path: String,
+    pub values: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -180,6 +191,8 @@ struct Secret {
     values: BTreeMap<String, String>,
     expires_at: Option<u64>,
     at: (String, usize),
+    /// From a Secret volume (keys are files), not a YAML document.
+    volume: bool,
 }
 
 struct Pending {
@@ -239,7 +252,26 @@ impl Loaded {
 
 /// [`load`], also reporting the Connectors it skipped.
 pub fn load_report(files: &[(String, String)], default_namespace: &str) -> Result<Loaded, ManifestError> {
+    load_report_with(files, default_namespace, &[])
+}
+
+/// Key of Secret volumes in the Secret index: a volume has no namespace of its own, so a
+/// Connector's `secretRef` finds it by name in any namespace (a YAML Secret of that namespace
+/// and name wins).
+const VOLUME_NS: &str = "";
+
+/// [`load_report`] with Secrets also taken from mounted Secret volumes.
+pub fn load_report_with(
+    files: &[(String, String)],
+    default_namespace: &str,
+    volumes: &[SecretVolume],
+) -> Result<Loaded, ManifestError> {
     let mut secrets: BTreeMap<(String, String), Secret> = BTreeMap::new();
+    for v in volumes {
+        let secret =
+            Secret { type_: None, values: v.values.clone(), expires_at: None, at: (v.path.clone(), 0), volume: true };
+        secrets.insert((VOLUME_NS.to_owned(), v.name.clone()), secret);
+    }
     let mut pending = Vec::new();
     let mut skipped = Vec::new();
     for (file, text) in files {
@@ -339,15 +371,22 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
         .as_ref()
         .ok_or_else(|| err(at, "spec.auth", "missing: a registry credential is required"))?;
     let ns = auth.secret_ref.namespace.clone().unwrap_or_else(|| p.namespace.clone());
-    let secret = secrets.get(&(ns.clone(), auth.secret_ref.name.clone())).ok_or_else(|| {
-        err(at, "spec.auth.secretRef.name", format!("no Secret {ns}/{} in the given files", auth.secret_ref.name))
-    })?;
+    let secret = secrets
+        .get(&(ns.clone(), auth.secret_ref.name.clone()))
+        .or_else(|| secrets.get(&(VOLUME_NS.to_owned(), auth.secret_ref.name.clone())))
+        .ok_or_else(|| {
+            err(
+                at,
+                "spec.auth.secretRef.name",
+                format!("no Secret {ns}/{} in the given files or Secret volumes (--secrets-dir)", auth.secret_ref.name),
+            )
+        })?;
     let get = |key: &str| -> Result<SecretString, ManifestError> {
         match secret.values.get(key) {
             Some(v) if !v.is_empty() => Ok(SecretString::from(v.clone())),
             _ => Err(err(
                 &secret.at,
-                format!("stringData.{key}"),
+                key_field(secret, key),
                 format!("missing: Secret {ns}/{} needs it", auth.secret_ref.name),
             )),
         }
@@ -366,7 +405,11 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
             }
             let username = secret.values.get("username").cloned().unwrap_or_default();
             if username.is_empty() {
-                return Err(err(&secret.at, "stringData.username", "missing: basicAuth needs username and password"));
+                return Err(err(
+                    &secret.at,
+                    key_field(secret, "username"),
+                    "missing: basicAuth needs username and password",
+                ));
             }
             Credential::Basic { username, password: get("password")? }
         }
@@ -440,6 +483,15 @@ fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) -> Result<C
         publish,
         tunnel_hosts,
     })
+}
+
+/// Where a Secret key lives: `stringData.<key>` in YAML, the file `<key>` in a volume.
+fn key_field(secret: &Secret, key: &str) -> String {
+    if secret.volume {
+        format!("file {key}")
+    } else {
+        format!("stringData.{key}")
+    }
 }
 
 /// `host` or `host:port` (443 by default), lower-cased, as a CONNECT names it.

@@ -26,6 +26,8 @@ use tokens::TokenStore;
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub manifests: PathBuf,
+    /// Secrets mounted as volumes, one subdirectory per Secret (`--secrets-dir`).
+    pub secrets: Option<PathBuf>,
     pub namespace: String,
     /// Rendering options; a node's `npm_connector_listen` metadata overrides `listen`.
     pub opts: Options,
@@ -97,7 +99,7 @@ pub struct Engine {
 impl Engine {
     /// Loads the manifests; at start-up they must be good.
     pub fn new(cfg: ServeConfig, entropy: Box<dyn Entropy + Send>) -> Result<Self, ServeError> {
-        let connectors = source::load_dir(&cfg.manifests, &cfg.namespace)?;
+        let connectors = source::load(&cfg.manifests, cfg.secrets.as_deref(), &cfg.namespace)?;
         let mut tokens = TokenStore::open(cfg.state.as_deref());
         tokens.reload();
         let leaves = match (&cfg.tls, cfg.opts.mode) {
@@ -126,7 +128,7 @@ impl Engine {
     /// connectors. Returns whether a new snapshot may be due.
     pub fn reload(&mut self) -> bool {
         self.tokens.reload();
-        match source::load_dir(&self.cfg.manifests, &self.cfg.namespace) {
+        match source::load(&self.cfg.manifests, self.cfg.secrets.as_deref(), &self.cfg.namespace) {
             Ok(c) => {
                 log::info!("reloaded {} connector(s) from {}", c.len(), self.cfg.manifests.display());
                 warn_if_empty(&c, &self.cfg.manifests);
@@ -324,6 +326,12 @@ pub async fn run(
     watcher
         .watch(&cfg.manifests, notify::RecursiveMode::Recursive)
         .map_err(|e| ServeError::Watch(cfg.manifests.display().to_string(), e))?;
+    if let Some(secrets) = &cfg.secrets {
+        // Each Secret volume swaps its own `..data`: watched like the manifests.
+        watcher
+            .watch(secrets, notify::RecursiveMode::Recursive)
+            .map_err(|e| ServeError::Watch(secrets.display().to_string(), e))?;
+    }
     if let Some(state) = &cfg.state {
         let dir = state.join("tokens");
         let _ = std::fs::create_dir_all(&dir);

@@ -67,7 +67,11 @@ pub fn run(a: RenderArgs) -> Result<()> {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         sources.push((f.display().to_string(), text));
     }
-    let loaded = manifest::load_report(&sources, &a.deploy.namespace)?;
+    let volumes = match &a.deploy.secrets_dir {
+        Some(d) => npm_connector::serve::source::read_secret_volumes(d)?,
+        None => Vec::new(),
+    };
+    let loaded = manifest::load_report_with(&sources, &a.deploy.namespace, &volumes)?;
     // Only a control plane's snapshot may be empty (it revokes); a static render of nothing is a mistake.
     if loaded.connectors.is_empty() && a.xds.is_none() {
         bail!("{}", loaded.why_empty(&sources));

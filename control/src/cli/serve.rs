@@ -40,6 +40,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let opts = a.deploy.options(PathBuf::new(), None, true)?;
     let cfg = ServeConfig {
         manifests: absolute(&a.manifests)?,
+        secrets: a.deploy.secrets_dir.as_deref().map(absolute).transpose()?,
         namespace: a.deploy.namespace.clone(),
         opts,
         xds_addr: a.xds_listen,

@@ -115,7 +115,7 @@ fn parse_docs(
                         )
                     })?),
                 };
-                let secret = Secret { type_: raw.type_, values, expires_at, at };
+                let secret = Secret { type_: raw.type_, values, expires_at, at, volume: false };
                 out.push(Parsed::Secret { namespace, name, secret });
             }
             "Connector" => {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
 use crate::render::{Key, Mode, Sealing};
@@ -30,6 +30,7 @@ fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine 
     let opts = Options::new(Mode::Gateway, "127.0.0.1:10000".parse().unwrap(), Sealing::Key(Key::from_bytes([1; 32])));
     let cfg = ServeConfig {
         manifests: dir.to_owned(),
+        secrets: None,
         namespace: "ns".into(),
         opts,
         xds_addr: "127.0.0.1:0".parse().unwrap(),
@@ -153,4 +154,39 @@ fn a_missing_directory_keeps_the_last_good_snapshot() {
     e.reload();
     assert_eq!(e.snapshot(&node("a", 1)).unwrap(), before);
     assert!(source::load_dir(&dir, "ns").unwrap_err().to_string().contains("cannot read the manifests directory"));
+}
+
+/// A Secret mounted as a volume (kubelet layout: files are symlinks through `..data`) is found
+/// by a Connector's secretRef; its kind follows from its keys.
+#[test]
+fn secrets_come_from_mounted_volumes() {
+    use std::os::unix::fs::symlink;
+    let d = tempfile::tempdir().unwrap();
+    let manifests = d.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let only_connector = manifest(None).split("---\n").nth(1).unwrap().to_owned();
+    std::fs::write(manifests.join("c.yaml"), &only_connector).unwrap();
+    let vol = d.path().join("secrets/s");
+    std::fs::create_dir_all(vol.join("..2026_11_22")).unwrap();
+    std::fs::write(vol.join("..2026_11_22/username"), "vol-user").unwrap();
+    std::fs::write(vol.join("..2026_11_22/password"), "vol-pass\n").unwrap();
+    symlink("..2026_11_22", vol.join("..data")).unwrap();
+    for k in ["username", "password"] {
+        symlink(format!("..data/{k}"), vol.join(k)).unwrap();
+    }
+    let cs = source::load(&manifests, Some(&d.path().join("secrets")), "ns").unwrap();
+    match &cs[0].credential {
+        crate::manifest::Credential::Basic { username, password } => {
+            assert_eq!(username, "vol-user");
+            assert_eq!(password.expose_secret(), "vol-pass", "one trailing newline dropped");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without the volume, the error says where Secrets may come from.
+    let e = source::load(&manifests, None, "ns").unwrap_err().to_string();
+    assert!(e.contains("no Secret ns/s in the given files or Secret volumes (--secrets-dir)"), "{e}");
+    // A volume missing a key names the file.
+    std::fs::remove_file(vol.join("password")).unwrap();
+    let e = source::load(&manifests, Some(&d.path().join("secrets")), "ns").unwrap_err().to_string();
+    assert!(e.contains("secrets/s, file password: missing"), "{e}");
 }
