@@ -42,6 +42,45 @@ pub fn write(dir: &Path, files: &[OutFile]) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// In a rendered output directory: the files the last render wrote there, one relative path
+/// per line, so the next render removes the ones it no longer writes (and nothing else).
+pub const RENDERED_LIST: &str = ".npm-connector-rendered";
+
+/// Writes `files` into `dir` like [`write`], then removes the files the previous render into
+/// `dir` wrote and this one did not (a removed connector's client files, an old leaf); returns
+/// those. Files the renderer never wrote are left alone.
+pub fn write_owned(dir: &Path, files: &[OutFile]) -> Result<Vec<std::path::PathBuf>, WriteError> {
+    let before: Vec<String> = std::fs::read_to_string(dir.join(RENDERED_LIST))
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default();
+    write(dir, files)?;
+    let now: std::collections::BTreeSet<String> =
+        files.iter().filter(|f| f.path.is_relative()).map(|f| f.path.display().to_string()).collect();
+    let list = now.iter().map(|p| format!("{p}\n")).collect::<String>();
+    write(dir, &[OutFile { path: RENDERED_LIST.into(), contents: list, secret: false }])?;
+    let mut removed = Vec::new();
+    for stale in before.iter().filter(|p| !now.contains(*p)) {
+        let rel = Path::new(stale);
+        // Only plain relative paths inside the directory.
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            continue;
+        }
+        let path = dir.join(rel);
+        if std::fs::remove_file(&path).is_ok() {
+            // Drop directories the removal emptied (a removed connector's <ns>/<name>/).
+            let mut parent = path.parent();
+            while let Some(p) = parent.filter(|p| *p != dir) {
+                if std::fs::remove_dir(p).is_err() {
+                    break;
+                }
+                parent = p.parent();
+            }
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
 /// Replaces every form in which a connector's credential could appear (plain, and as the
 /// base64 of a Basic header) with `<redacted>`, for text from other tools such as Envoy's errors.
 pub fn redact(text: &str, connectors: &[Connector]) -> String {
@@ -60,4 +99,27 @@ pub fn redact(text: &str, connectors: &[Connector]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str) -> OutFile {
+        OutFile { path: path.into(), contents: "x".into(), secret: true }
+    }
+
+    #[test]
+    fn a_render_removes_only_what_the_last_one_wrote_and_this_one_does_not() {
+        let d = tempfile::tempdir().unwrap();
+        write_owned(d.path(), &[f("envoy.yaml"), f("a/one/.npmrc"), f("b/two/.npmrc")]).unwrap();
+        std::fs::write(d.path().join("notes.txt"), "the user's").unwrap();
+        let removed = write_owned(d.path(), &[f("envoy.yaml"), f("a/one/.npmrc")]).unwrap();
+        assert_eq!(removed, vec![d.path().join("b/two/.npmrc")]);
+        assert!(!d.path().join("b").exists(), "emptied directories go too");
+        assert!(d.path().join("a/one/.npmrc").exists() && d.path().join("notes.txt").exists());
+        // A list naming paths outside the directory is ignored.
+        std::fs::write(d.path().join(RENDERED_LIST), "../outside\n/etc/passwd\n").unwrap();
+        assert!(write_owned(d.path(), &[f("envoy.yaml")]).unwrap().is_empty());
+    }
 }

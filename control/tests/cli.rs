@@ -218,3 +218,46 @@ fn nothing_to_render_says_which_files_and_why() {
     assert!(said.contains("no npm connectors in") && said.contains("connectorClassName \"maven\""), "{said}");
     assert!(!out.exists(), "nothing written");
 }
+
+#[test]
+fn render_validates_before_writing_and_owns_its_output() {
+    let envoy = std::env::var_os("ENVOY_BIN").map(PathBuf::from).filter(|p| p.exists());
+    let wasm = root().join("target/wasm32-wasip1/release/npm_connector_filter.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let render = |file: &Path, wasm: &Path| {
+        cli(&[
+            "render",
+            "-f",
+            file.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--key-file",
+            "envoy/examples/example.key",
+            "--wasm",
+            wasm.to_str().unwrap(),
+        ])
+    };
+    let seed = root().join("examples/connectors.yaml");
+    if envoy.is_some() {
+        // Envoy rejects the bootstrap (no such filter file): nothing is written, no token minted.
+        let o = render(&seed, Path::new("/nonexistent/filter.wasm"));
+        let said = text(&o);
+        assert!(!o.status.success() && said.contains("nothing was written"), "{said}");
+        assert!(!out.exists(), "{said}");
+        assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("staging")));
+    }
+    // Two connectors, then one: the removed connector's files go, nothing else does.
+    let text2 = std::fs::read_to_string(&seed).unwrap();
+    let second = text2.split("---").nth(1).unwrap().replace("name: npm-connector", "name: second");
+    let two = dir.path().join("two.yaml");
+    std::fs::write(&two, format!("{text2}\n---{second}")).unwrap();
+    let o = render(&two, &wasm);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("default/second/.npmrc").exists());
+    std::fs::write(out.join("mine.txt"), "not the renderer's").unwrap();
+    let o = render(&seed, &wasm);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("removed") && !out.join("default/second").exists(), "{}", text(&o));
+    assert!(out.join("default/npm-connector/.npmrc").exists() && out.join("mine.txt").exists());
+}

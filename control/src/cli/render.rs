@@ -1,15 +1,16 @@
 //! `npm-connector render`: manifests in, client files and a (validated) Envoy bootstrap out.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
-use npm_connector::render::{self, Sealing};
+use npm_connector::render;
 use npm_connector::token::OsEntropy;
 use npm_connector::{manifest, output};
 
 use super::{absolute, parse_ttl, DeployArgs};
+
+mod staged;
 
 #[derive(clap::Args)]
 pub struct RenderArgs {
@@ -95,43 +96,31 @@ pub fn run(a: RenderArgs) -> Result<()> {
         (None, Some(dir)) => render::xds_dir(&connectors, &opts, &absolute(dir)?, &mut OsEntropy)?,
         (None, None) => render::render(&connectors, &opts, &mut OsEntropy)?,
     };
-    output::write(&out, &files)?;
+    let xds_dir = a.xds_dir.as_deref().map(absolute).transpose()?;
+    // Validate first, on a staged copy: a bootstrap Envoy rejects writes nothing (no fresh
+    // tokens that match no running configuration, no half-updated directory).
+    if a.no_validate {
+        println!("not validated (--no-validate)");
+    } else {
+        match find_envoy(a.envoy.as_deref()) {
+            None => println!("not validated: no Envoy binary found (set --envoy or ENVOY_BIN)"),
+            Some(envoy) => {
+                staged::validate(&envoy, &files, &out, xds_dir.as_deref(), &opts.sealing, &connectors)?;
+                println!("validated with {} --mode validate: OK", envoy.display());
+            }
+        }
+    }
+    // render owns its output directory: what an earlier render wrote and this one does not
+    // (a removed connector's files, an old leaf) is removed.
+    for gone in output::write_owned(&out, &files)? {
+        println!("removed {} (no longer rendered)", gone.display());
+    }
     for c in &connectors {
         println!("rendered connector {} -> {}", c.id(), out.join(&c.namespace).join(&c.name).display());
     }
-    let envoy_yaml = out.join("envoy.yaml");
-    println!("rendered Envoy bootstrap -> {}", envoy_yaml.display());
+    println!("rendered Envoy bootstrap -> {}", out.join("envoy.yaml").display());
     if !opts.wasm.exists() {
         println!("note: {} does not exist yet; build the filter (make wasm) or pass --wasm", opts.wasm.display());
-    }
-    if a.no_validate {
-        return Ok(());
-    }
-    match find_envoy(a.envoy.as_deref()) {
-        None => println!("not validated: no Envoy binary found (set --envoy or ENVOY_BIN)"),
-        Some(envoy) => {
-            // Validation opens the sealed credentials too, so Envoy needs the key as well.
-            let mut cmd = Command::new(&envoy);
-            if let Sealing::Key(k) = &opts.sealing {
-                cmd.env(npm_connector_filter::seal::KEY_ENV, k.to_base64());
-            }
-            let res = cmd
-                .args(["--mode", "validate", "--log-level", "error", "-c"])
-                .arg(&envoy_yaml)
-                .output()
-                .with_context(|| format!("cannot run {}", envoy.display()))?;
-            if !res.status.success() {
-                // Envoy may quote the configuration it rejects: never print the credential.
-                let said = format!("{}{}", String::from_utf8_lossy(&res.stdout), String::from_utf8_lossy(&res.stderr));
-                bail!(
-                    "Envoy ({}) rejected {}:\n{}",
-                    envoy.display(),
-                    envoy_yaml.display(),
-                    output::redact(&said, &connectors)
-                );
-            }
-            println!("validated with {} --mode validate: OK", envoy.display());
-        }
     }
     Ok(())
 }
