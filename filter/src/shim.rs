@@ -20,7 +20,7 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { compiled: None }) });
 }}
 
-/// Counter ids for one connector; names are `npm_connector.<namespace>.<name>.<counter>`,
+/// Counter ids for one connector; names are `npm_connector.<counter>.connector=<ns>/<name>`,
 /// shown by Envoy as `wasmcustom.npm_connector...` in `/stats`.
 struct Counters {
     injected: u32,
@@ -58,19 +58,22 @@ fn bump(id: u32) {
 
 impl Compiled {
     fn new(config: Config) -> Self {
+        // `npm_connector.<counter>.connector=<ns>/<name>`: the rendered bootstrap's stats_tags
+        // turn the suffix into a `connector` tag (Prometheus: a label); a name with dots cannot
+        // collide with another, as `/` separates namespace and name.
         let counters = config
             .connectors
             .iter()
             .map(|c| {
-                let base = format!("npm_connector.{}", c.name.replace('/', "."));
+                let m = |counter: &str| self::counter(&format!("npm_connector.{counter}.connector={}", c.name));
                 Counters {
-                    injected: counter(&format!("{base}.injected")),
-                    missing: counter(&format!("{base}.refused_missing_token")),
-                    bad: counter(&format!("{base}.refused_bad_token")),
-                    expired: counter(&format!("{base}.refused_expired_token")),
-                    rewritten: counter(&format!("{base}.rewritten_responses")),
-                    rewrite_skipped: counter(&format!("{base}.rewrite_skipped_encoded")),
-                    tunnels: counter(&format!("{base}.tunnels_opened")),
+                    injected: m("injected"),
+                    missing: m("refused_missing_token"),
+                    bad: m("refused_bad_token"),
+                    expired: m("refused_expired_token"),
+                    rewritten: m("rewritten_responses"),
+                    rewrite_skipped: m("rewrite_skipped_encoded"),
+                    tunnels: m("tunnels_opened"),
                 }
             })
             .collect();

@@ -287,11 +287,25 @@ fn gateway_mode_end_to_end() {
 
     direct_at_registry_fails(&mut env, &dir);
     // The filter's counters are in Envoy's /stats.
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.injected") > 10);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.refused_missing_token") >= 1);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.refused_bad_token") >= 1);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.rewritten_responses") >= 1);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-b.npm.injected") >= 1);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.injected.connector=team-a/npm") > 10);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.refused_missing_token.connector=team-a/npm") >= 1);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.refused_bad_token.connector=team-a/npm") >= 1);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.rewritten_responses.connector=team-a/npm") >= 1);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.injected.connector=team-b/npm") >= 1);
+    // Prometheus sees one metric per counter with the connector as a label (Envoy exports
+    // the wasmcustom namespace without its prefix).
+    let prom = env.envoy.admin("/stats/prometheus");
+    for want in [
+        "npm_connector_injected{connector=\"team-a/npm\"}",
+        "npm_connector_injected{connector=\"team-b/npm\"}",
+        "npm_connector_refused_bad_token{connector=\"team-a/npm\"}",
+    ] {
+        assert!(
+            prom.contains(want),
+            "{want} not in:\n{}",
+            prom.lines().filter(|l| l.contains("injected") || l.contains("refused")).collect::<Vec<_>>().join("\n")
+        );
+    }
     env.transcript.push(expired_log);
     env.assert_nothing_leaked();
 }

@@ -282,7 +282,7 @@ fn upstream_san_mismatch(env: &mut Env) {
     assert!(envoy.counter(&format!("{cluster}.ssl.fail_verify_san")) >= 1, "{}", envoy.admin("/stats?filter=ssl"));
     assert_eq!(envoy.counter(&format!("{cluster}.upstream_rq_total")), 0, "no request reached the registry");
     // The filter did inject (the request was valid); the credential stayed inside Envoy.
-    assert!(envoy.counter("wasmcustom.npm_connector.team-a.mismatch.injected") >= 1);
+    assert!(envoy.counter("wasmcustom.npm_connector.injected.connector=team-a/mismatch") >= 1);
 }
 
 #[test]
@@ -306,8 +306,8 @@ fn https_proxy_mode_end_to_end() {
     // The blind tunnel is access-logged like any CONNECT.
     let blind = format!("\"CONNECT 127.0.0.1:{}- HTTP/1.1\" 200 ", env.cdn.addr.port());
     assert!(log.contains(&blind), "no blind CONNECT in the access log");
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.tunnels_opened") >= 5);
-    assert!(env.envoy.counter("wasmcustom.npm_connector.team-a.npm.injected") >= 10);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.tunnels_opened.connector=team-a/npm") >= 5);
+    assert!(env.envoy.counter("wasmcustom.npm_connector.injected.connector=team-a/npm") >= 10);
     let format = npm_connector::render::ACCESS_LOG_FORMAT.to_ascii_lowercase();
     for h in ["authorization", "filter_state", "proxy-authorization"] {
         assert!(!format.contains(h), "the access-log format must not log {h}");

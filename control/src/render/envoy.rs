@@ -256,12 +256,22 @@ pub(crate) fn bootstrap_base(opts: &Options, node_id: &str) -> Value {
         "node": {"id": node_id, "cluster": "npm-connector"},
         // The admin API can dump the configuration: never on TCP.
         "admin": {"address": {"pipe": {"path": opts.admin_socket.display().to_string(), "mode": 0o600}}},
+        "stats_config": {"stats_tags": [stats_tag()]},
     });
     if opts.mode != Mode::Gateway {
         doc["bootstrap_extensions"] = json!([{"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}]);
     }
     doc
+}
+
+/// The filter names its per-connector counters `npm_connector.<counter>.connector=<ns>/<name>`;
+/// this turns the suffix into a `connector` tag, so Prometheus sees
+/// `envoy_wasmcustom_npm_connector_injected{connector="ns/name"}`.
+pub const CONNECTOR_TAG_REGEX: &str = r"^wasmcustom\.npm_connector\.[a-z_]+(\.connector=(.+))$";
+
+fn stats_tag() -> Value {
+    json!({"tag_name": "connector", "regex": CONNECTOR_TAG_REGEX})
 }
 
 /// Above this size a configuration is written in YAML's flow style (which is JSON): Envoy
