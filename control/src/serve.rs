@@ -2,12 +2,14 @@
 //! Secret manifests (and SIGHUP), keeps client tokens, renders a snapshot per connected Envoy
 //! and hands it to the xDS cache. A bad manifest is logged and the last good snapshot stays.
 
+pub mod metrics;
 pub mod source;
 pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use notify::Watcher as _;
@@ -44,6 +46,8 @@ pub struct ServeConfig {
     pub tick: Duration,
     /// https-proxy mode: the connector CA and leaf lifetime.
     pub tls: Option<TlsConfig>,
+    /// Where `/healthz` and `/metrics` are served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +98,7 @@ pub struct Engine {
     entropy: Box<dyn Entropy + Send>,
     encodings: std::sync::Mutex<EncodeCache>,
     leaves: Option<Leaves>,
+    pub metrics: std::sync::Arc<metrics::ServeMetrics>,
 }
 
 impl Engine {
@@ -116,7 +121,9 @@ impl Engine {
             entropy,
             encodings: Default::default(),
             leaves,
+            metrics: Default::default(),
         };
+        e.note_metrics();
         e.refresh_leaves();
         e.note_credentials(now());
         log::info!("loaded {} connector(s) from {}", e.connectors.len(), e.cfg.manifests.display());
@@ -133,14 +140,26 @@ impl Engine {
                 log::info!("reloaded {} connector(s) from {}", c.len(), self.cfg.manifests.display());
                 warn_if_empty(&c, &self.cfg.manifests);
                 self.connectors = c;
+                self.metrics.last_reload_failed.store(false, Ordering::Relaxed);
+                self.note_metrics();
                 self.refresh_leaves();
                 self.note_credentials(now());
                 true
             }
             Err(e) => {
                 log::error!("manifests rejected, still serving the last good configuration: {e}");
+                self.metrics.reload_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.last_reload_failed.store(true, Ordering::Relaxed);
                 true // tokens may have changed all the same
             }
+        }
+    }
+
+    /// The figures /metrics reports about the loaded connectors.
+    fn note_metrics(&self) {
+        self.metrics.connectors.store(self.connectors.len() as u64, Ordering::Relaxed);
+        if let Ok(mut e) = self.metrics.expiries.lock() {
+            *e = self.connectors.iter().filter_map(|c| Some((c.id(), c.credential_expires_at?))).collect();
         }
     }
 
@@ -240,6 +259,7 @@ impl Engine {
                 dir.join(c.id()).display()
             );
             self.clients.insert(c.id(), now);
+            self.metrics.tokens_minted.fetch_add(1, Ordering::Relaxed);
             changed = true;
         }
         changed
@@ -283,8 +303,13 @@ impl Engine {
             Ok(s) => {
                 log::info!("node {}: snapshot {} built in {} ms", node.id, s.versions(), started.elapsed().as_millis());
                 cache.set(&node.id, s);
+                self.metrics.snapshot_builds.fetch_add(1, Ordering::Relaxed);
+                self.metrics.ready.store(true, Ordering::Relaxed);
             }
-            Err(e) => log::error!("node {}: snapshot not built, keeping the last one: {e}", node.id),
+            Err(e) => {
+                log::error!("node {}: snapshot not built, keeping the last one: {e}", node.id);
+                self.metrics.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -300,6 +325,14 @@ pub async fn run(
     let (cache, mut announced) = Cache::new();
     let listener = tokio::net::TcpListener::bind(cfg.xds_addr).await.map_err(|e| ServeError::Bind(cfg.xds_addr, e))?;
     log::info!("xDS (ADS, state of the world) on {}", cfg.xds_addr);
+    let http = match cfg.metrics_addr {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr, e))?;
+            log::info!("/healthz and /metrics on {addr}");
+            Some(tokio::spawn(metrics::serve_http(l, engine.metrics.clone(), cache.clone())))
+        }
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_cache = cache.clone();
     let server = tokio::spawn(async move {
@@ -376,6 +409,9 @@ pub async fn run(
     if tokio::time::timeout(Duration::from_millis(500), &mut server).await.is_err() {
         server.abort();
         let _ = server.await;
+    }
+    if let Some(h) = http {
+        h.abort();
     }
     log::info!("stopped");
     Ok(())

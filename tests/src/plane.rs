@@ -46,6 +46,8 @@ pub struct Plane {
     pub mode: &'static str,
     /// More deployment options for both (`--ca-dir ...` in https-proxy mode).
     pub extra: Vec<String>,
+    /// serve's `/healthz` and `/metrics` port.
+    pub metrics_port: u16,
 }
 
 impl Plane {
@@ -85,6 +87,8 @@ impl Plane {
             ttl.into(),
             "--debounce-ms".into(),
             "50".into(),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{}", self.metrics_port),
         ];
         args.extend(self.deploy_args(10000));
         control::serve(&args, self.dir.join(log))
@@ -166,6 +170,7 @@ impl World {
             wasm: crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
             mode: "gateway",
             extra: Vec::new(),
+            metrics_port: free_port(),
         };
         World { tmp, pki, registry, manifests, password, key_file, key, plane }
     }
@@ -173,6 +178,19 @@ impl World {
     pub fn dir(&self) -> &Path {
         self.tmp.path()
     }
+}
+
+/// `GET http://127.0.0.1:<port><path>` of serve's metrics server: (status, body).
+pub fn serve_http(port: u16, path: &str) -> (u16, String) {
+    let r = crate::clients::curl(&["-s", "-w", " %{http_code}", &format!("http://127.0.0.1:{port}{path}")]);
+    let (body, status) = r.stdout.rsplit_once(' ').unwrap_or_default();
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// One sample of serve's `/metrics`, by its full name with labels.
+pub fn serve_metric(port: u16, sample: &str) -> Option<f64> {
+    let (_, text) = serve_http(port, "/metrics");
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Waits for a node to answer with a user through the gateway.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use npm_connector_tests::control::{self, wait_for};
-use npm_connector_tests::plane::{manifest, percentile, wait_user, whoami, World};
+use npm_connector_tests::plane::{manifest, percentile, serve_http, serve_metric, wait_user, whoami, World};
 use npm_connector_tests::verdaccio;
 
 #[test]
@@ -27,6 +27,15 @@ fn xds_control_plane_end_to_end() {
         assert_eq!(wait_user(e.port, &token), "ci-0");
     }
     assert_eq!(whoami(envoy_a.port, "npmc_wrong").0, 403);
+    // serve's own health and metrics, on their own port.
+    let m = plane.metrics_port;
+    assert_eq!(serve_http(m, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(serve_metric(m, "npm_connector_serve_connected_nodes"), Some(2.0));
+    assert_eq!(serve_metric(m, "npm_connector_serve_connectors"), Some(1.0));
+    assert!(serve_metric(m, "npm_connector_serve_acks_total").unwrap_or(0.0) >= 6.0, "LDS, CDS, ECDS acked by 2 nodes");
+    assert!(serve_metric(m, "npm_connector_serve_tokens_minted_total").unwrap_or(0.0) >= 1.0);
+    let (_, text) = serve_http(m, "/metrics");
+    assert!(text.contains("npm_connector_serve_snapshot_version{node=\"envoy-a\",type=\"Listener\""), "{text}");
 
     // Rotation under load: a client loop keeps asking who it is while the credential rotates
     // 50 times. During each switch-over the registry accepts the old and the new user, so no
@@ -93,6 +102,8 @@ fn xds_control_plane_end_to_end() {
     wait_for("serve to reject the manifest", Duration::from_secs(10), || {
         serve.log_text().contains("manifests rejected").then_some(())
     });
+    assert_eq!(serve_metric(plane.metrics_port, "npm_connector_serve_last_reload_failed"), Some(1.0));
+    assert_eq!(serve_metric(plane.metrics_port, "npm_connector_serve_reload_errors_total"), Some(1.0));
     let log = serve.log_text();
     assert!(log.contains("connectors.yaml, document 2, spec.adress: unknown field `adress`"), "{log}");
     serve.assert_running();
@@ -118,6 +129,7 @@ fn xds_control_plane_end_to_end() {
     std::thread::sleep(Duration::from_secs(1));
     let log = wrong.log_text();
     assert!(log.contains("Unable to create Wasm plugin npm_connector"), "Envoy's error detail is logged:\n{log}");
+    assert!(serve_metric(plane.metrics_port, "npm_connector_serve_nacks_total").unwrap_or(0.0) >= 2.0);
     assert_eq!(log.matches("node envoy-a rejected").count(), 1, "{log}");
     let envoy_log = envoy_a.daemon.log_text();
     assert!(

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Quiet time after a file change before reloading, in milliseconds.
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
+    /// Serve /healthz (200 once a snapshot is built) and /metrics (Prometheus) here, e.g.
+    /// 0.0.0.0:9090; off unless given.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -51,6 +55,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         // Often enough for the shorter of the token and leaf lifetimes.
         tick: Duration::from_secs((a.token_ttl.min(a.deploy.leaf_ttl) / 10).clamp(1, 30)),
         tls: a.deploy.tls_config()?,
+        metrics_addr: a.metrics_listen,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

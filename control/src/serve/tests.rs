@@ -40,6 +40,7 @@ fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine 
         debounce: Duration::from_millis(1),
         tick: Duration::from_secs(1),
         tls: None,
+        metrics_addr: None,
     };
     Engine::new(cfg, Box::new(Counter(0))).unwrap()
 }

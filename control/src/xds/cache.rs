@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
@@ -29,13 +30,26 @@ struct Node {
 pub struct Cache {
     nodes: Mutex<BTreeMap<String, Node>>,
     announce: mpsc::UnboundedSender<NodeInfo>,
+    /// What the ADS streams did, for serve's /metrics.
+    pub stats: StreamStats,
+}
+
+/// Counters the ADS server keeps (transport facts only).
+#[derive(Default, Debug)]
+pub struct StreamStats {
+    /// ADS streams open now.
+    pub connected: AtomicU64,
+    pub acks: AtomicU64,
+    pub nacks: AtomicU64,
+    /// Responses sent (every type, every node).
+    pub sent: AtomicU64,
 }
 
 impl Cache {
     /// The cache, and the channel on which connecting nodes are announced.
     pub fn new() -> (Arc<Cache>, mpsc::UnboundedReceiver<NodeInfo>) {
         let (announce, rx) = mpsc::unbounded_channel();
-        (Arc::new(Cache { nodes: Mutex::new(BTreeMap::new()), announce }), rx)
+        (Arc::new(Cache { nodes: Mutex::new(BTreeMap::new()), announce, stats: StreamStats::default() }), rx)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, Node>) -> T) -> T {
@@ -72,6 +86,20 @@ impl Cache {
                 }
             });
         });
+    }
+
+    /// Each node's current snapshot versions by type (for /metrics).
+    pub fn versions(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.with(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|(id, n)| {
+                    let snap = n.slot.as_ref()?.borrow().clone()?;
+                    let v = snap.types.iter().map(|(t, typed)| ((*t).to_owned(), typed.version.clone())).collect();
+                    Some((id.clone(), v))
+                })
+                .collect()
+        })
     }
 
     /// Every node that has connected so far.

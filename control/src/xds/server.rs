@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use futures::Stream;
+use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -75,6 +76,7 @@ struct TypeState {
 }
 
 struct StreamState {
+    cache: Arc<Cache>,
     node: String,
     types: BTreeMap<String, TypeState>,
     nonce: u64,
@@ -106,6 +108,7 @@ impl StreamState {
             ..Default::default()
         };
         log::debug!("node {}: sent {} version {}", self.node, short(type_url), typed.version);
+        self.cache.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.out.send(Ok(resp)).await.is_ok()
     }
 
@@ -126,8 +129,10 @@ impl StreamState {
                         err.message
                     );
                     st.nacked_version = st.sent_version.clone();
+                    self.cache.stats.nacks.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
+                    self.cache.stats.acks.fetch_add(1, Ordering::Relaxed);
                     log::info!("node {} acked {} version {}", self.node, short(&req.type_url), req.version_info);
                 }
             }
@@ -162,6 +167,15 @@ impl StreamState {
     }
 }
 
+/// Counts a stream as connected while it lives.
+struct Open(Arc<Cache>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.stats.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn run_stream(
     cache: Arc<Cache>,
     mut inbound: Streaming<DiscoveryRequest>,
@@ -177,7 +191,9 @@ async fn run_stream(
     };
     log::info!("node {} connected", info.id);
     let mut snap_rx: watch::Receiver<Option<Arc<Snapshot>>> = cache.watch(info.clone());
-    let mut st = StreamState { node: info.id.clone(), types: BTreeMap::new(), nonce: 0, out };
+    cache.stats.connected.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(cache.clone());
+    let mut st = StreamState { cache: cache.clone(), node: info.id.clone(), types: BTreeMap::new(), nonce: 0, out };
     let current = snap_rx.borrow().clone();
     if !st.on_request(first, current).await {
         return;

@@ -118,6 +118,7 @@ fn push_bench(n: usize, reps: usize) -> (Vec<Duration>, bool) {
         wasm: npm_connector_tests::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
         mode: "gateway",
         extra: Vec::new(),
+        metrics_port: free_port(),
     };
     let serve = plane.serve(&key_file, "serve.log", "30m");
     let envoys = [plane.envoy("envoy-a", &key), plane.envoy("envoy-b", &key)];
