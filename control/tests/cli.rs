@@ -21,10 +21,28 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn help_on_every_command() {
-    for args in [&["--help"][..], &["render", "--help"]] {
+    let commands: [&[&str]; 7] = [
+        &["--help"],
+        &["render", "--help"],
+        &["serve", "--help"],
+        &["token", "--help"],
+        &["keygen", "--help"],
+        &["ca", "--help"],
+        &["ca", "init", "--help"],
+    ];
+    for args in commands {
         let o = cli(args);
-        assert!(o.status.success(), "{}", text(&o));
-        assert!(text(&o).contains("Usage: npm-connector"), "{}", text(&o));
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        let usage = format!(
+            "Usage: npm-connector {}",
+            args.iter().take_while(|a| **a != "--help").copied().collect::<Vec<_>>().join(" ")
+        );
+        assert!(text(&o).contains(usage.trim_end()), "{args:?} shows {usage:?}: {}", text(&o));
+    }
+    // Every subcommand the binary has is in the list above.
+    let top = text(&cli(&["--help"]));
+    for cmd in ["render", "serve", "token", "keygen", "ca"] {
+        assert!(top.contains(&format!("  {cmd} ")), "{cmd} in:\n{top}");
     }
 }
 

@@ -241,8 +241,12 @@ fn negative_cases(env: &mut Env) {
         r.all()
     );
     // A wrong token in the proxy URL: refused at CONNECT (curl sees the tunnel fail).
-    let r = clients::curl_env(&home, &proxy_with(&vars, &ta, "npmc_not-a-token"), &["-o", "/dev/null", &url]);
-    assert!(!r.ok && r.all().contains("403"), "{}", r.all());
+    let r = clients::curl_env(
+        &home,
+        &proxy_with(&vars, &ta, "npmc_not-a-token"),
+        &["-s", "-o", "/dev/null", "-w", "%{http_connect}", &url],
+    );
+    assert!(!r.ok && r.stdout.trim() == "403", "{}", r.all());
     // Expired tokens: the same manifests rendered with tokens that expired a minute ago.
     let ca = env.pki.ca_cert.clone();
     let (expired, tokens) = scenario::render_and_start(

@@ -71,8 +71,17 @@ fn xds_control_plane_end_to_end() {
                 .map(|(t, _, _)| *t)
         });
         latencies.push(t1 - t0);
-        // Every request after the first new one carries the new credential: retire the old user.
-        std::thread::sleep(Duration::from_millis(30));
+        // Every request after the first new one carries the new credential (requests already on
+        // their way may not): once two more have come back with it, retire the old user.
+        wait_for(&format!("rotation {i} settled"), Duration::from_secs(20), || {
+            let after = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(t, s, u)| *t > t1 && *s == 200 && u.as_deref() == Some(&new))
+                .count();
+            (after >= 2).then_some(())
+        });
         verdaccio::write_users(&vdir, &[(&new, &passwords[i])]);
     }
     stop.store(true, Ordering::Relaxed);
@@ -125,9 +134,26 @@ fn xds_control_plane_end_to_end() {
         let log = wrong.log_text();
         (log.contains("node envoy-a rejected") && log.contains("node envoy-b rejected")).then_some(())
     });
-    // A rejected version is not pushed again: a second later each node has rejected it once.
-    std::thread::sleep(Duration::from_secs(1));
+    // A rejected version is not pushed again. serve's own record (its "sent" lines) shows the
+    // ECDS version each node rejected was sent once, even after a SIGHUP reload and publish.
+    let sighup = std::process::Command::new("kill").args(["-HUP", &wrong.pid().to_string()]).status().unwrap();
+    assert!(sighup.success());
+    wait_for("the reload's snapshots", Duration::from_secs(10), || {
+        let log = wrong.log_text();
+        let after = log.split("SIGHUP: reloading").nth(1)?;
+        (after.contains("node envoy-a: snapshot") && after.contains("node envoy-b: snapshot")).then_some(())
+    });
     let log = wrong.log_text();
+    for node in ["envoy-a", "envoy-b"] {
+        let rejected = log
+            .lines()
+            .find_map(|l| {
+                l.split(&format!("node {node} rejected TypedExtensionConfig version ")).nth(1)?.split(' ').next()
+            })
+            .unwrap_or_else(|| panic!("no ECDS NACK from {node}:\n{log}"));
+        let sent = format!("node {node} sent TypedExtensionConfig version {rejected}");
+        assert_eq!(log.matches(&sent).count(), 1, "{sent}:\n{log}");
+    }
     assert!(log.contains("Unable to create Wasm plugin npm_connector"), "Envoy's error detail is logged:\n{log}");
     assert!(serve_metric(plane.metrics_port, "npm_connector_serve_nacks_total").unwrap_or(0.0) >= 2.0);
     assert_eq!(log.matches("node envoy-a rejected").count(), 1, "{log}");
@@ -146,7 +172,12 @@ fn xds_control_plane_end_to_end() {
     passwords.push(format!("pw-{}-51", std::process::id()));
     verdaccio::write_users(&vdir, &[(&last, &passwords[50]), ("ci-51", &passwords[51])]);
     cm.write(&[("connectors.yaml", &manifest(&registry.public_url, "ci-51", &passwords[51]))]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Envoy has noticed the control plane is gone (it failed to reconnect) and still serves.
+    let fails = "cluster.npm_connector_xds.upstream_cx_connect_fail";
+    let before = envoy_a.counter(fails);
+    wait_for("Envoy to fail to reach the control plane", Duration::from_secs(30), || {
+        (envoy_a.counter(fails) > before).then_some(())
+    });
     assert_eq!(whoami(envoy_a.port, &token), (200, Some(last.clone())), "no control plane: unchanged");
     let mut serve = plane.serve(&key_file, "serve-restarted.log", "30m");
     let fresh = plane.client_token().unwrap();

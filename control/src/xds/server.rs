@@ -107,7 +107,7 @@ impl StreamState {
             nonce: st.nonce.clone(),
             ..Default::default()
         };
-        log::debug!("node {}: sent {} version {}", self.node, short(type_url), typed.version);
+        log::info!("node {} sent {} version {}", self.node, short(type_url), typed.version);
         self.cache.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.out.send(Ok(resp)).await.is_ok()
     }
