@@ -131,6 +131,7 @@ impl RootContext for Root {
             connector: None,
             rewrite_allowed: false,
             rewriter: None,
+            counted: false,
         }))
     }
 
@@ -144,6 +145,8 @@ struct Http {
     connector: Option<usize>,
     rewrite_allowed: bool,
     rewriter: Option<Rewriter>,
+    /// This response's rewrite has been counted.
+    counted: bool,
 }
 
 impl Context for Http {}
@@ -351,16 +354,19 @@ impl HttpContext for Http {
         let mut out = rw.push(&chunk);
         if eos {
             out.extend(rw.finish());
-            if rw.rewritten() > 0 {
-                // Counted once per response, however many versions it lists.
-                if let (Some(c), Some(i)) = (self.compiled.as_ref(), self.connector) {
-                    if let Some(ids) = c.counters.get(i) {
-                        bump(ids.rewritten);
-                    }
+        }
+        // Counted once per response, however many versions it lists, as soon as one is (the
+        // end of the stream may reach this filter without a body callback).
+        let first_rewrite = !self.counted && rw.rewritten() > 0;
+        self.set_http_response_body(0, size, &out);
+        if first_rewrite {
+            self.counted = true;
+            if let (Some(c), Some(i)) = (self.compiled.as_ref(), self.connector) {
+                if let Some(ids) = c.counters.get(i) {
+                    bump(ids.rewritten);
                 }
             }
         }
-        self.set_http_response_body(0, size, &out);
         Action::Continue
     }
 }

@@ -166,3 +166,40 @@ pub fn curl_env(home: &Path, env: &[(String, String)], args: &[&str]) -> Run {
 pub fn status_through(proxy: &str, cacert: &Path, url: &str) -> Run {
     curl(&["-o", "/dev/null", "-w", "%{http_code}", "-x", proxy, "--cacert", &cacert.display().to_string(), url])
 }
+
+/// `npm pack` of a tiny package `name@1.0.0` made under `dir`: (tarball bytes, integrity,
+/// shasum), for scripted registries.
+pub fn npm_pack(dir: &Path, name: &str) -> (Vec<u8>, String, String) {
+    let pkg = dir.join(format!("pack-{name}"));
+    std::fs::create_dir_all(&pkg).unwrap_or_else(|e| panic!("{e}"));
+    let pj = format!(r#"{{"name":"{name}","version":"1.0.0","main":"index.js"}}"#);
+    std::fs::write(pkg.join("package.json"), pj).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(pkg.join("index.js"), format!("module.exports = '{name}';\n")).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new("npm")
+        .args(["pack", "--json", "--pack-destination"])
+        .arg(dir)
+        .current_dir(&pkg)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(dir.join(format!("{name}-1.0.0.tgz"))).unwrap_or_else(|e| panic!("{e}"));
+    let field = |k: &str| v[0][k].as_str().unwrap_or_default().to_owned();
+    (bytes, field("integrity"), field("shasum"))
+}
+
+/// gzip of `bytes` (the system's gzip), for upstreams that compress.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("gzip: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    out.stdout
+}

@@ -9,12 +9,11 @@
 //! and cleartext on one port): what matters here is npm's and the proxy's behaviour on those
 //! response shapes, and the recorders see every request that arrives.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use npm_connector::render::Mode;
-use npm_connector_tests::clients::Npm;
+use npm_connector_tests::clients::{self, Npm};
 use npm_connector_tests::front;
 use npm_connector_tests::upstream::{Answer, Seen, Upstream};
 use npm_connector_tests::{pki, scenario};
@@ -25,29 +24,6 @@ const USER: &str = "gh-user";
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-/// `npm pack` of a tiny package: (tarball bytes, integrity, shasum).
-fn pack(dir: &Path) -> (Vec<u8>, String, String) {
-    let pkg = dir.join("cdn-pkg");
-    std::fs::create_dir_all(&pkg).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(pkg.join("package.json"), r#"{"name":"cdn-pkg","version":"1.0.0","main":"index.js"}"#)
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(pkg.join("index.js"), "module.exports = 'cdn';\n").unwrap_or_else(|e| panic!("{e}"));
-    let out = std::process::Command::new("npm")
-        .args(["pack", "--json", "--pack-destination"])
-        .arg(dir)
-        .current_dir(&pkg)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
-    let bytes = std::fs::read(dir.join("cdn-pkg-1.0.0.tgz")).unwrap_or_else(|e| panic!("{e}"));
-    (
-        bytes,
-        v[0]["integrity"].as_str().unwrap_or_default().to_owned(),
-        v[0]["shasum"].as_str().unwrap_or_default().to_owned(),
-    )
 }
 
 fn packument(tarball: &str, integrity: &str, shasum: &str) -> Vec<u8> {
@@ -69,7 +45,7 @@ fn tarballs_on_a_cdn_install_and_the_cdn_gets_nothing() {
     // The CDN is "localhost": a name (clients send SNI for names, not for IPs) that Envoy's
     // dynamic forward proxy resolves without a DNS server (/etc/hosts).
     let pki = pki::make(d, &[HOST, "localhost", "127.0.0.1"]);
-    let (tgz, integrity, shasum) = pack(d);
+    let (tgz, integrity, shasum) = clients::npm_pack(d, "cdn-pkg");
     let packed_integrity = integrity.clone();
     let password = "gh-password-7c1e";
     let expected = format!("Basic {}", b64(&format!("{USER}:{password}")));

@@ -116,6 +116,29 @@ fn wasm_filter(opts: &Options, filter_json: &str, vm_id: &str) -> Value {
     })
 }
 
+/// Response decompressors (gzip, brotli, zstd): requests untouched, and no `Accept-Encoding`
+/// advertised (the filter asks packuments for identity; this is for registries that ignore it).
+fn decompressors() -> Vec<Value> {
+    [
+        ("gzip", "type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip"),
+        ("brotli", "type.googleapis.com/envoy.extensions.compression.brotli.decompressor.v3.Brotli"),
+        ("zstd", "type.googleapis.com/envoy.extensions.compression.zstd.decompressor.v3.Zstd"),
+    ]
+    .into_iter()
+    .map(|(name, ty)| {
+        json!({"name": format!("envoy.filters.http.decompressor.{name}"), "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor",
+            "decompressor_library": {"name": name, "typed_config": {"@type": ty}},
+            "request_direction_config": {
+                "common_config": {"enabled": {"default_value": false, "runtime_key": "npm_connector.decompress_requests"}},
+                "advertise_accept_encoding": false},
+            "response_direction_config": {
+                "common_config": {"enabled": {"default_value": true, "runtime_key": "npm_connector.decompress_responses"}}},
+        }})
+    })
+    .collect()
+}
+
 pub(super) fn router() -> Value {
     json!({"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
@@ -237,8 +260,11 @@ pub fn resources(
     });
     let (outer_filter, outer_vhosts) = outer_side?;
     let clusters = clusters.map_err(|_| RenderError::Filter("a rendering thread panicked".into()))?;
-    let http_filters =
-        vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs), router()];
+    // Envoy's decompressors after the filter: responses pass them first, so a packument the
+    // registry compressed although identity was asked for reaches the rewriter decoded.
+    let mut http_filters = vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs)];
+    http_filters.extend(decompressors());
+    http_filters.push(router());
     let outer = hcm("npm_connector", outer_vhosts, http_filters);
     let listen = opts.listen;
     res.listeners.push(listener(

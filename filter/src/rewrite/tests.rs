@@ -16,7 +16,7 @@ fn run(chunks: &[&[u8]]) -> (String, usize) {
     (String::from_utf8(out).unwrap_or_default(), rw.rewritten())
 }
 
-const DOC: &str = r#"{"name":"a","versions":{"1.0.0":{"dist":{"tarball" : "https://registry.test/repository/npm/a/-/a-1.0.0.tgz","shasum":"x"}},"2.0.0":{"dist":{"tarball":"https://registry.test/repository/npm/a/-/a-2.0.0.tgz"}}},"readme":"see \"tarball\":\"https://registry.test/repository/npm/x\"","homepage":"https://registry.test/repository/npm/"}"#;
+const DOC: &str = r#"{"name":"a","versions":{"1.0.0":{"dist":{"tarball" : "https://registry.test/repository/npm/a/-/a-1.0.0.tgz","shasum":"x"}},"2.0.0":{"dist":{"tarball":"https://registry.test/repository/npm/a/-/a-2.0.0.tgz"}}},"readme":"see \"tarball\":\"https://registry.test/repository/npm/x\"","homepage":"https://registry.test/repository/npm/","dist":{"tarball":"https://registry.test/repository/npm/not-a-version.tgz"}}"#;
 
 fn expected() -> String {
     DOC.replace(
