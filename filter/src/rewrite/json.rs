@@ -125,11 +125,93 @@ impl JsonRewriter {
     }
 
     /// Rewrites one chunk; what it returns can be sent on now. At most one target value
-    /// (bounded) is held back across chunks.
+    /// (bounded) is held back across chunks. Output is the input copied in runs; only a
+    /// target value is ever replaced.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(chunk.len() + 64);
-        for &b in chunk {
-            self.byte(b, &mut out);
+        let n = chunk.len();
+        // Input from `emit` on is not in `out` yet (outside a held target value).
+        let mut emit = 0;
+        let mut i = 0;
+        while i < n {
+            match self.lex {
+                Lex::GiveUp => i = n,
+                Lex::Between => {
+                    let b = chunk[i];
+                    i += 1;
+                    if b == b'"' && self.opens_target() {
+                        // The value is held back from its opening quote on.
+                        out.extend_from_slice(&chunk[emit..i - 1]);
+                        self.start_target();
+                    } else {
+                        self.between(b);
+                    }
+                }
+                Lex::Literal => {
+                    let rest = &chunk[i..];
+                    let len = rest
+                        .iter()
+                        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+')))
+                        .unwrap_or(rest.len());
+                    i += len;
+                    if i < n {
+                        self.lex = Lex::Between;
+                        self.value_done();
+                    }
+                }
+                Lex::InString { kind: Str::Target, escape: false, hex_left: 0 }
+                    if !matches!(chunk[i], b'"' | b'\\') && self.raw.len() < MAX_VALUE =>
+                {
+                    // Plain text of a held value: in one go, up to the limit.
+                    let rest = &chunk[i..];
+                    let room = MAX_VALUE - self.raw.len();
+                    let len =
+                        rest.iter().take(room).position(|&b| b == b'"' || b == b'\\').unwrap_or(rest.len().min(room));
+                    self.raw.extend_from_slice(&rest[..len]);
+                    self.decoded.extend_from_slice(&rest[..len]);
+                    i += len;
+                }
+                Lex::InString { kind: Str::Target, escape, hex_left } => {
+                    let b = chunk[i];
+                    i += 1;
+                    self.raw.push(b);
+                    if self.target_byte(b, escape, hex_left, &mut out) {
+                        emit = i;
+                    }
+                }
+                Lex::InString { kind, escape: false, hex_left: 0 } => {
+                    // The text of a key or of a string nobody rewrites: up to the next quote or
+                    // backslash in one go (keys are decoded while short enough to matter).
+                    let rest = &chunk[i..];
+                    let len = rest.iter().position(|&b| b == b'"' || b == b'\\').unwrap_or(rest.len());
+                    if kind == Str::Key {
+                        self.key_bytes(&rest[..len]);
+                    }
+                    i += len;
+                    if i < n {
+                        let b = chunk[i];
+                        i += 1;
+                        if b == b'"' {
+                            self.lex = Lex::Between;
+                            self.string_end(kind);
+                        } else {
+                            self.lex = Lex::InString { kind, escape: true, hex_left: 0 };
+                        }
+                    }
+                }
+                Lex::InString { kind, escape, hex_left } => {
+                    let b = chunk[i];
+                    i += 1;
+                    match self.escape_byte(b, kind, escape, hex_left) {
+                        Some(Some(unit)) if kind == Str::Key => self.key_unit(unit),
+                        Some(_) => {}
+                        None => self.lex = Lex::GiveUp,
+                    }
+                }
+            }
+        }
+        if !matches!(self.lex, Lex::InString { kind: Str::Target, .. }) {
+            out.extend_from_slice(&chunk[emit.min(n)..]);
         }
         out
     }
@@ -139,26 +221,23 @@ impl JsonRewriter {
         std::mem::take(&mut self.raw)
     }
 
-    fn byte(&mut self, b: u8, out: &mut Vec<u8>) {
-        match self.lex {
-            Lex::GiveUp => out.push(b),
-            Lex::InString { kind, escape, hex_left } => self.string_byte(b, kind, escape, hex_left, out),
-            Lex::Literal => {
-                if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+') {
-                    out.push(b);
-                } else {
-                    self.lex = Lex::Between;
-                    self.value_done();
-                    self.between(b, out);
-                }
-            }
-            Lex::Between => self.between(b, out),
-        }
+    /// Whether a string opening now (a value, not a key) is a target.
+    fn opens_target(&self) -> bool {
+        !matches!(self.frames.last().map(|f| f.expect), Some(Expect::Key)) && self.at_target()
     }
 
-    fn between(&mut self, b: u8, out: &mut Vec<u8>) {
-        out.push(b);
-        let expect = self.frames.last().map(|f| f.expect);
+    fn start_target(&mut self) {
+        self.raw.clear();
+        self.raw.push(b'"');
+        self.decoded.clear();
+        self.high = None;
+        self.bad = false;
+        self.lex = Lex::InString { kind: Str::Target, escape: false, hex_left: 0 };
+    }
+
+    /// A structural byte (or whitespace) outside strings; `"` here opens a key or a string
+    /// that is not a target.
+    fn between(&mut self, b: u8) {
         match b {
             b' ' | b'\t' | b'\n' | b'\r' => {}
             b'{' | b'[' => {
@@ -167,11 +246,8 @@ impl JsonRewriter {
                     return;
                 }
                 let object = b == b'{';
-                self.frames.push(Frame {
-                    object,
-                    expect: if object { Expect::Key } else { Expect::Value },
-                    key: Key::Other,
-                });
+                let expect = if object { Expect::Key } else { Expect::Value };
+                self.frames.push(Frame { object, expect, key: Key::Other });
             }
             b'}' | b']' => {
                 self.frames.pop();
@@ -188,23 +264,12 @@ impl JsonRewriter {
                 }
             }
             b'"' => {
-                let kind = match expect {
-                    Some(Expect::Key) => {
-                        self.key.clear();
-                        self.key_overflow = false;
-                        Str::Key
-                    }
-                    _ if self.at_target() => {
-                        // Held back until its end: the opening quote leaves `out` again.
-                        out.pop();
-                        self.raw.clear();
-                        self.raw.push(b'"');
-                        self.decoded.clear();
-                        self.high = None;
-                        self.bad = false;
-                        Str::Target
-                    }
-                    _ => Str::Other,
+                let kind = if matches!(self.frames.last().map(|f| f.expect), Some(Expect::Key)) {
+                    self.key.clear();
+                    self.key_overflow = false;
+                    Str::Key
+                } else {
+                    Str::Other
                 };
                 self.lex = Lex::InString { kind, escape: false, hex_left: 0 };
             }
@@ -212,81 +277,94 @@ impl JsonRewriter {
         }
     }
 
-    fn string_byte(&mut self, b: u8, kind: Str, escape: bool, hex_left: u8, out: &mut Vec<u8>) {
-        if kind == Str::Target {
-            self.raw.push(b);
-        } else {
-            out.push(b);
+    fn key_bytes(&mut self, bytes: &[u8]) {
+        if self.key_overflow || self.key.len() + bytes.len() > MAX_KEY || !bytes.is_ascii() {
+            self.key_overflow = !bytes.is_empty() || self.key_overflow;
+            return;
         }
-        // A decoded UTF-16 unit from an escape, or a raw byte of the UTF-8 text.
-        enum Unit {
-            Escaped(u16),
-            Byte(u8),
+        self.key.extend_from_slice(bytes);
+    }
+
+    fn key_unit(&mut self, unit: u16) {
+        match u8::try_from(unit) {
+            Ok(a) if a < 0x80 && self.key.len() < MAX_KEY => self.key.push(a),
+            _ => self.key_overflow = true,
         }
-        let decoded: Option<Unit> = if hex_left > 0 {
-            let Some(d) = (b as char).to_digit(16) else {
-                // Not JSON after all: stop interpreting.
-                return self.give_up(out);
-            };
+    }
+
+    /// One byte of an escape (after `\`, or a hex digit of `\uXXXX`): `None` if this is not
+    /// JSON, `Some(None)` while the escape goes on, `Some(Some(unit))` once it decodes.
+    fn escape_byte(&mut self, b: u8, kind: Str, escape: bool, hex_left: u8) -> Option<Option<u16>> {
+        if hex_left > 0 {
+            let d = (b as char).to_digit(16)?;
             self.hex = self.hex * 16 + d;
             let left = hex_left - 1;
             self.lex = Lex::InString { kind, escape: false, hex_left: left };
-            if left > 0 {
-                return;
+            return Some((left == 0).then_some(self.hex as u16));
+        }
+        debug_assert!(escape);
+        self.lex = Lex::InString { kind, escape: false, hex_left: 0 };
+        let unit = match b {
+            b'u' => {
+                self.hex = 0;
+                self.lex = Lex::InString { kind, escape: false, hex_left: 4 };
+                return Some(None);
             }
-            Some(Unit::Escaped(self.hex as u16))
-        } else if escape {
-            self.lex = Lex::InString { kind, escape: false, hex_left: 0 };
-            match b {
-                b'u' => {
-                    self.hex = 0;
-                    self.lex = Lex::InString { kind, escape: false, hex_left: 4 };
-                    return;
-                }
-                b'"' | b'\\' | b'/' => Some(Unit::Escaped(u16::from(b))),
-                b'b' => Some(Unit::Escaped(8)),
-                b'f' => Some(Unit::Escaped(12)),
-                b'n' => Some(Unit::Escaped(10)),
-                b'r' => Some(Unit::Escaped(13)),
-                b't' => Some(Unit::Escaped(9)),
-                _ => return self.give_up(out),
-            }
-        } else if b == b'\\' {
-            self.lex = Lex::InString { kind, escape: true, hex_left: 0 };
-            return;
-        } else if b == b'"' {
-            self.lex = Lex::Between;
-            self.string_end(kind, out);
-            return;
-        } else {
-            Some(Unit::Byte(b))
+            b'"' | b'\\' | b'/' => u16::from(b),
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => 10,
+            b'r' => 13,
+            b't' => 9,
+            _ => return None,
         };
-        let Some(unit) = decoded else { return };
-        match kind {
-            Str::Key => {
-                let ascii = match unit {
-                    Unit::Escaped(u) if u < 0x80 => Some(u as u8),
-                    Unit::Byte(b) if b < 0x80 => Some(b),
-                    _ => None,
-                };
-                match ascii {
-                    Some(a) if self.key.len() < MAX_KEY => self.key.push(a),
-                    _ => self.key_overflow = true,
+        Some(Some(unit))
+    }
+
+    /// One byte of a held target value (already in `raw`); true once the value has been
+    /// written to `out` (its closing quote, or given up on).
+    fn target_byte(&mut self, b: u8, escape: bool, hex_left: u8, out: &mut Vec<u8>) -> bool {
+        if escape || hex_left > 0 {
+            match self.escape_byte(b, Str::Target, escape, hex_left) {
+                Some(Some(unit)) => self.push_unit(unit),
+                Some(None) => {}
+                None => {
+                    out.append(&mut self.raw);
+                    self.lex = Lex::GiveUp;
+                    return true;
                 }
             }
-            Str::Target => {
-                match unit {
-                    Unit::Byte(b) => self.decoded.push(b),
-                    Unit::Escaped(u) => self.push_unit(u),
+            return false;
+        }
+        match b {
+            b'\\' => {
+                self.lex = Lex::InString { kind: Str::Target, escape: true, hex_left: 0 };
+                false
+            }
+            b'"' => {
+                self.lex = Lex::Between;
+                match self.rebased() {
+                    Some(text) => {
+                        out.extend_from_slice(&quote(&text));
+                        self.rewritten += 1;
+                    }
+                    None => out.extend_from_slice(&self.raw),
                 }
+                self.raw.clear();
+                self.value_done();
+                true
+            }
+            _ => {
+                self.decoded.push(b);
                 if self.raw.len() > MAX_VALUE {
                     // Too long to be a tarball URL worth holding: let it through as it is.
                     out.append(&mut self.raw);
                     self.decoded.clear();
                     self.lex = Lex::InString { kind: Str::Other, escape: false, hex_left: 0 };
+                    return true;
                 }
+                false
             }
-            Str::Other => {}
         }
     }
 
@@ -312,12 +390,8 @@ impl JsonRewriter {
         }
     }
 
-    fn give_up(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.raw);
-        self.lex = Lex::GiveUp;
-    }
-
-    fn string_end(&mut self, kind: Str, out: &mut Vec<u8>) {
+    /// The end of a key or of a string that is not a target.
+    fn string_end(&mut self, kind: Str) {
         match kind {
             Str::Key => {
                 let key = match (self.key_overflow, self.key.as_slice()) {
@@ -330,18 +404,7 @@ impl JsonRewriter {
                     top.key = key;
                 }
             }
-            Str::Target => {
-                match self.rebased() {
-                    Some(text) => {
-                        out.extend_from_slice(&quote(&text));
-                        self.rewritten += 1;
-                    }
-                    None => out.append(&mut self.raw),
-                }
-                self.raw.clear();
-                self.value_done();
-            }
-            Str::Other => self.value_done(),
+            Str::Target | Str::Other => self.value_done(),
         }
     }
 

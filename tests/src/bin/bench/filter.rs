@@ -14,13 +14,13 @@ use npm_connector_tests::upstream::Upstream;
 use crate::knob;
 use serde_json::{json, Value};
 
-const TOKEN: &str = "npmc_bench-token-0123456789abcdefghijklmnopqrstuvw";
+pub(crate) const TOKEN: &str = "npmc_bench-token-0123456789abcdefghijklmnopqrstuvw";
 /// Defaults; `BENCH_SECONDS` and `BENCH_ROUNDS` override them for a quick look.
 const SECONDS: u32 = 5;
 const ROUNDS: usize = 3;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Filter {
+pub(crate) enum Filter {
     Bare,
     Native,
     /// A Rust proxy-wasm filter that only continues: the floor any Wasm filter pays.
@@ -95,7 +95,7 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
     }
 }
 
-fn config(f: Filter, upstream: Option<u16>, port: u16, admin: &Path, wasm: &Path) -> Value {
+pub(crate) fn config(f: Filter, upstream: Option<u16>, port: u16, admin: &Path, wasm: &Path) -> Value {
     let route = match upstream {
         None => {
             json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}})
@@ -132,11 +132,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 #[derive(Clone, Copy, Default)]
-struct Sample {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    cpu_us: f64,
+pub(crate) struct Sample {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) cpu_us: f64,
 }
 
 fn parse_duration_ms(s: &str) -> f64 {
@@ -150,7 +150,7 @@ fn parse_duration_ms(s: &str) -> f64 {
     }
 }
 
-fn wrk(port: u16, secs: u32, pid: u32) -> Sample {
+pub(crate) fn wrk(port: u16, secs: u32, pid: u32) -> Sample {
     let before = cpu_seconds(pid);
     let out = Command::new("wrk")
         .args(["-t1", "-c16", &format!("-d{secs}s"), "--latency", "-H", &format!("Authorization: Bearer {TOKEN}")])
@@ -178,7 +178,7 @@ fn wrk(port: u16, secs: u32, pid: u32) -> Sample {
     s
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v[v.len() / 2]
 }

@@ -1,11 +1,12 @@
 //! `make bench`: the filter's cost per request (against bare Envoy and the native
 //! credential_injector), the control plane's speed, and `npm install` through https-proxy
 //! mode against a direct install, in one run; writes BENCHMARKS.md.
-//! `BENCH_ONLY=filter|control|https` runs one part (and leaves BENCHMARKS.md alone).
+//! `BENCH_ONLY=filter|rewrite|control|https` runs one part (and leaves BENCHMARKS.md alone).
 
 mod control;
 mod filter;
 mod https;
+mod rewrite;
 
 /// The allocator of the `npm-connector` binary, so that in-process renders measure what the
 /// CLI does.
@@ -22,6 +23,9 @@ fn main() {
     let mut sections = Vec::new();
     if only.is_empty() || only == "filter" {
         sections.push(filter::run());
+    }
+    if only.is_empty() || only == "rewrite" {
+        sections.push(rewrite::run());
     }
     if only.is_empty() || only == "control" {
         sections.push(control::run());
