@@ -8,6 +8,9 @@
 
 use crate::config::Rewrite;
 
+mod text;
+use text::{quote, split_origin};
+
 /// Deeper documents are passed through untouched from that point on.
 const MAX_DEPTH: usize = 256;
 /// Keys are decoded only while this short: the ones we look for are shorter.
@@ -425,34 +428,6 @@ impl JsonRewriter {
         let rest = path.strip_prefix(self.upstream_path.as_str())?;
         Some(format!("{}{rest}", self.client))
     }
-}
-
-/// `scheme://authority` and the rest (from the first '/' after the authority, or "/").
-fn split_origin(url: &str) -> (&str, &str) {
-    let after = url.find("://").map_or(0, |i| i + 3);
-    match url[after..].find('/') {
-        Some(i) => url.split_at(after + i),
-        None => (url, "/"),
-    }
-}
-
-/// A JSON string literal for `s`, quotes included.
-fn quote(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
-    out
 }
 
 #[cfg(test)]
