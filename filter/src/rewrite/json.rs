@@ -9,7 +9,7 @@
 use crate::config::Rewrite;
 
 mod text;
-use text::{quote, split_origin};
+use text::{find_quote_or_backslash, quote, split_origin};
 
 /// Deeper documents are passed through untouched from that point on.
 const MAX_DEPTH: usize = 256;
@@ -168,8 +168,8 @@ impl JsonRewriter {
                     // Plain text of a held value: in one go, up to the limit.
                     let rest = &chunk[i..];
                     let room = MAX_VALUE - self.raw.len();
-                    let len =
-                        rest.iter().take(room).position(|&b| b == b'"' || b == b'\\').unwrap_or(rest.len().min(room));
+                    let window = &rest[..rest.len().min(room)];
+                    let len = find_quote_or_backslash(window).unwrap_or(window.len());
                     self.raw.extend_from_slice(&rest[..len]);
                     self.decoded.extend_from_slice(&rest[..len]);
                     i += len;
@@ -186,7 +186,7 @@ impl JsonRewriter {
                     // The text of a key or of a string nobody rewrites: up to the next quote or
                     // backslash in one go (keys are decoded while short enough to matter).
                     let rest = &chunk[i..];
-                    let len = rest.iter().position(|&b| b == b'"' || b == b'\\').unwrap_or(rest.len());
+                    let len = find_quote_or_backslash(rest).unwrap_or(rest.len());
                     if kind == Str::Key {
                         self.key_bytes(&rest[..len]);
                     }

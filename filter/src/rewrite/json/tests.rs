@@ -121,3 +121,18 @@ fn held_back_bytes_are_bounded() {
     let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 10), "]".repeat(MAX_DEPTH + 10));
     assert_eq!(run(&[deep.as_bytes()]).0, deep);
 }
+
+#[test]
+fn the_word_scan_finds_the_first_quote_or_backslash() {
+    for n in 0..40 {
+        for c in [b'"', b'\\'] {
+            let mut v = vec![b'a'; n];
+            assert_eq!(text::find_quote_or_backslash(&v), None);
+            v.push(c);
+            v.extend_from_slice(b"zz\"");
+            assert_eq!(text::find_quote_or_backslash(&v), Some(n), "{n} {c}");
+        }
+    }
+    // Bytes that differ from the targets by one bit, and high bytes.
+    assert_eq!(text::find_quote_or_backslash(b"#!#!\xa2\xdc]]]]]]]]\""), Some(14));
+}

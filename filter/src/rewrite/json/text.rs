@@ -27,3 +27,22 @@ pub(super) fn quote(s: &str) -> Vec<u8> {
     out.push(b'"');
     out
 }
+
+/// The index of the first `"` or `\\` in `s`: eight bytes at a time (plain 64-bit arithmetic,
+/// as fast in wasm32 as natively), the text of strings being most of a packument.
+pub(super) fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&s[i..i + 8]);
+        let w = u64::from_le_bytes(word);
+        if has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\'))) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b == b'"' || b == b'\\').map(|p| i + p)
+}
