@@ -53,12 +53,15 @@ fn render_bench(n: usize) -> RenderTimes {
         let files = render::render(&connectors, &opts, &mut OsEntropy).unwrap_or_else(|e| panic!("{e}"));
         both.push(t.elapsed());
         full.push(t.elapsed() - parse[parse.len() - 1]);
+        // .npmrc, .yarnrc.yml, yarn-classic.npmrc, bunfig.toml per connector, and the bootstrap.
         assert_eq!(files.len(), 4 * n + 1);
         bootstrap = files.iter().find(|f| f.path.ends_with("envoy.yaml")).map_or(0, |f| f.contents.len());
         // What `serve` does on a change: resources for one node, checked and encoded as protobuf.
         let accepted: BTreeMap<String, Vec<render::Accepted>> = connectors
             .iter()
-            .map(|c| (c.id(), vec![render::Accepted { sha256: "ab".repeat(32), expires_at: None }]))
+            .enumerate()
+            // One token per connector: the filter refuses a token two connectors accept.
+            .map(|(i, c)| (c.id(), vec![render::Accepted { sha256: format!("{i:064x}"), expires_at: None }]))
             .collect();
         let t = Instant::now();
         let res = render::xds_resources(&connectors, &opts, &accepted, &render::ConfigSource::Ads)

@@ -215,7 +215,11 @@ pub fn run() -> String {
             );
             if up && matches!(f, Filter::Ours | Filter::Ours10k) {
                 // The rows measure the injected path: prove the filter injected.
-                assert!(e.counter("wasmcustom.npm_connector.injected.connector=bench/npm") > 0, "{} injected nothing", f.name());
+                assert!(
+                    e.counter("wasmcustom.npm_connector.injected.connector=bench/npm") > 0,
+                    "{} injected nothing",
+                    f.name()
+                );
             }
             results[i].push(s);
             drop(e);
