@@ -16,6 +16,7 @@
 //! transport socket hands to the internal listener), where the filter checks it again for every
 //! request, so two connectors on one registry host stay apart.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use secrecy::ExposeSecret;
@@ -150,23 +151,30 @@ fn connect_to(route: &str, cluster: &str) -> Value {
         "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]}})
 }
 
-/// Routes inside a tunnel to `host`: each connector's prefixes, longest first (Envoy takes the
-/// first match), named after the connector; other paths on the host and other hosts get 403.
-fn tunnel_vhosts(planned: &[Planned<'_>], ups: &[Upstream], host: &str) -> Vec<Value> {
-    let mut vhosts: Vec<Value> = ups
-        .iter()
-        .filter(|u| u.host == host)
-        .map(|up| {
-            let mut prefixes: Vec<(String, String)> = planned
-                .iter()
-                .filter(|p| Upstream::of(&p.connector.address) == *up)
-                .flat_map(|p| {
-                    let c = p.connector;
-                    std::iter::once(c.address.path().to_owned())
-                        .chain(c.publish.as_ref().map(|u| u.path().to_owned()))
-                        .map(move |prefix| (prefix, route_name(c)))
-                })
-                .collect();
+/// Each connector's path prefixes (install and publish) with its route name, grouped by
+/// registry host and endpoint, in one pass over the connectors.
+type Prefixes = BTreeMap<String, BTreeMap<Upstream, Vec<(String, String)>>>;
+
+fn prefixes_by_host(planned: &[Planned<'_>]) -> Prefixes {
+    let mut by_host: Prefixes = BTreeMap::new();
+    for p in planned {
+        let c = p.connector;
+        let up = Upstream::of(&c.address);
+        let list = by_host.entry(up.host.clone()).or_default().entry(up).or_default();
+        for prefix in std::iter::once(c.address.path()).chain(c.publish.as_ref().map(|u| u.path())) {
+            list.push((prefix.to_owned(), route_name(c)));
+        }
+    }
+    by_host
+}
+
+/// Routes inside a tunnel to one registry host: each connector's prefixes, longest first (Envoy
+/// takes the first match), named after the connector; other paths on the host and other hosts
+/// get 403.
+fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>) -> Vec<Value> {
+    let mut vhosts: Vec<Value> = endpoints
+        .into_iter()
+        .map(|(up, mut prefixes)| {
             prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
             let mut routes: Vec<Value> = prefixes
                 .into_iter()
@@ -200,14 +208,17 @@ pub(crate) fn resources(
     let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
     ups.sort();
     ups.dedup();
-    // Extra destinations (CDNs) that may be tunnelled blind even under --unmatched deny.
-    let mut blind: Vec<String> = planned
+    // Extra destinations (CDNs) that may be tunnelled blind even under --unmatched deny; a
+    // connector's own endpoint stays intercepted.
+    let owned: std::collections::BTreeSet<String> = ups.iter().map(|u| format!("{}:{}", u.host, u.port)).collect();
+    let blind: Vec<String> = planned
         .iter()
-        .flat_map(|p| p.connector.tunnel_hosts.iter().cloned())
-        .filter(|hp| !ups.iter().any(|u| format!("{}:{}", u.host, u.port) == *hp))
+        .flat_map(|p| p.connector.tunnel_hosts.iter())
+        .filter(|hp| !owned.contains(*hp))
+        .cloned()
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
         .collect();
-    blind.sort();
-    blind.dedup();
 
     // Outer listener: CONNECT only; the routes say where each CONNECT goes.
     let outer_filter = filter::config(entries, opts, Role::Connect, None, true)?;
@@ -264,9 +275,9 @@ pub(crate) fn resources(
     // Every chain names the same filter configuration (one ECDS resource).
     let inner_entry = filter_entry("npm_connector_https", &inner_filter, opts, source, &mut res.extension_configs);
     let mut chains = Vec::new();
-    for host in hosts(planned) {
+    for (host, endpoints) in prefixes_by_host(planned) {
         let filters = vec![inner_entry.clone(), router()];
-        let hcm = hcm("npm_connector_https", tunnel_vhosts(planned, &ups, &host), filters);
+        let hcm = hcm("npm_connector_https", tunnel_vhosts(endpoints), filters);
         chains.push(json!({
             "filter_chain_match": {"server_names": [host]},
             "transport_socket": downstream_tls(tls, &host, source),
