@@ -183,17 +183,15 @@ pub fn decide(config: &Config, req: &Request<'_>, now_unix: &dyn Fn() -> u64) ->
                 source.describe()
             ),
         ),
-        Presented::Token(tok) => match config.grant(&TokenHash::of(&tok)) {
-            Some(g) if g.connector == first => match g.expires_at {
-                Some(exp) if now_unix() >= exp => refuse(
-                    403,
-                    Reason::ExpiredToken,
-                    None,
-                    format!("npm-connector: token expired for {name}; fetch fresh client files"),
-                ),
-                _ => Decision::Inject { connector: first },
-            },
-            _ => refuse(
+        Presented::Token(tok) => match verify(config, &tok, |c| c == first, now_unix) {
+            Verdict::Valid(_) => Decision::Inject { connector: first },
+            Verdict::Expired => refuse(
+                403,
+                Reason::ExpiredToken,
+                None,
+                format!("npm-connector: token expired for {name}; fetch fresh client files"),
+            ),
+            Verdict::Unknown => refuse(
                 403,
                 Reason::BadToken,
                 None,
@@ -228,26 +226,42 @@ fn connect_token(config: &Config, req: &Request<'_>, owners: Option<&[usize]>, n
             "npm-connector: Proxy-Authorization must be sent once, as Basic or Bearer with a connector token"
                 .to_owned(),
         ),
-        Presented::Token(tok) => {
-            let grant = config.grant(&TokenHash::of(&tok));
-            match grant {
-                Some(g) if owners.is_none_or(|o| o.contains(&g.connector)) => match g.expires_at {
-                    Some(exp) if now_unix() >= exp => refuse(
-                        403,
-                        Reason::ExpiredToken,
-                        None,
-                        format!("npm-connector: token expired for {host}; fetch fresh client files"),
-                    ),
-                    _ => Decision::Tunnel { connector: owners.map(|_| g.connector) },
-                },
-                _ => refuse(
-                    403,
-                    Reason::BadToken,
-                    None,
-                    format!("npm-connector: the connector token in Proxy-Authorization is not valid for {host}"),
-                ),
-            }
-        }
+        Presented::Token(tok) => match verify(config, &tok, |c| owners.is_none_or(|o| o.contains(&c)), now_unix) {
+            Verdict::Valid(connector) => Decision::Tunnel { connector: owners.map(|_| connector) },
+            Verdict::Expired => refuse(
+                403,
+                Reason::ExpiredToken,
+                None,
+                format!("npm-connector: token expired for {host}; fetch fresh client files"),
+            ),
+            Verdict::Unknown => refuse(
+                403,
+                Reason::BadToken,
+                None,
+                format!("npm-connector: the connector token in Proxy-Authorization is not valid for {host}"),
+            ),
+        },
+    }
+}
+
+/// A presented token against the configuration.
+enum Verdict {
+    /// Accepted, for this connector.
+    Valid(usize),
+    Expired,
+    /// Nobody's, or not a connector `accepts` takes.
+    Unknown,
+}
+
+/// Looks the token up by its hash; `accepts` says which connectors may own it here. The clock
+/// is read only for a token that carries an expiry.
+fn verify(config: &Config, token: &str, accepts: impl Fn(usize) -> bool, now_unix: &dyn Fn() -> u64) -> Verdict {
+    match config.grant(&TokenHash::of(token)) {
+        Some(g) if accepts(g.connector) => match g.expires_at {
+            Some(exp) if now_unix() >= exp => Verdict::Expired,
+            _ => Verdict::Valid(g.connector),
+        },
+        _ => Verdict::Unknown,
     }
 }
 

@@ -232,11 +232,12 @@ impl HttpContext for Http {
             Header::One(v) => token::carries_connector_token(v),
         };
         let rewrite_path = path.map(rewrite::request_allows_rewrite).unwrap_or(true);
+        // Hop-by-hop, and it holds the token: gone whatever the decision.
+        if strip_proxy {
+            self.set_http_request_header("proxy-authorization", None);
+        }
         match decision {
             Decision::Forward | Decision::Tunnel { connector: None } => {
-                if strip_proxy {
-                    self.set_http_request_header("proxy-authorization", None);
-                }
                 if strip_auth {
                     self.set_http_request_header("authorization", None);
                 }
@@ -261,9 +262,6 @@ impl HttpContext for Http {
                 self.refuse(r.status, r.challenge, &r.body())
             }
             Decision::Tunnel { connector: Some(connector) } => {
-                if strip_proxy {
-                    self.set_http_request_header("proxy-authorization", None);
-                }
                 if let Some(ids) = compiled.counters.get(connector) {
                     bump(ids.tunnels);
                 }
@@ -277,9 +275,6 @@ impl HttpContext for Http {
                 };
                 // Each header call crosses into the host: touch only what is there. Setting
                 // the credential header replaces any value the client sent.
-                if strip_proxy {
-                    self.set_http_request_header("proxy-authorization", None);
-                }
                 if authorization.is_present() && cred.header != "authorization" {
                     self.set_http_request_header("authorization", None);
                 }

@@ -61,7 +61,6 @@ impl<'a> Header<'a> {
 /// Where the client token is expected; decides the refusal's wording and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    ProxyAuthorization,
     Authorization,
     /// The `Proxy-Authorization` of the CONNECT that opened the tunnel (https-proxy mode).
     Tunnel,
@@ -70,7 +69,6 @@ pub enum Source {
 impl Source {
     pub fn describe(self) -> &'static str {
         match self {
-            Source::ProxyAuthorization => "Proxy-Authorization",
             Source::Authorization => "Authorization",
             Source::Tunnel => "the tunnel's Proxy-Authorization",
         }
