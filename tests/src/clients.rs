@@ -203,3 +203,36 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
     out.stdout
 }
+
+/// Sends `request` (raw bytes, headers and all) to 127.0.0.1:`port` and returns the first
+/// response as text: its head and a `Content-Length` body. A response with neither length nor
+/// close (a CONNECT's 200: the tunnel stays open) ends at its head.
+pub fn raw_http(port: u16, request: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_millis(2000))).unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(request.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut want: Option<usize> = None;
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if want.is_none() {
+            let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            if head.starts_with("http/1.1 100") {
+                out.drain(..end + 4);
+                continue;
+            }
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length:")?.trim().parse::<usize>().ok());
+            want = Some(end + 4 + length.unwrap_or(0));
+        }
+        if want.is_some_and(|w| out.len() >= w) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

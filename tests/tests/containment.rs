@@ -5,8 +5,6 @@
 //! host, and record every request that reaches them, TLS or cleartext. The credential may
 //! arrive only at its own connector's port over TLS; a connector token arrives nowhere.
 
-use std::io::{Read as _, Write as _};
-
 use base64::Engine as _;
 use npm_connector::render::Mode;
 use npm_connector_tests::front::{self, Front};
@@ -39,23 +37,7 @@ fn manifests(a_port: u16, b_port: u16, cred_a: &str, cred_b: &str) -> String {
 
 /// Sends raw bytes, returns the status code of the first response line ("" if none).
 fn raw(port: u16, request: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
-    s.set_read_timeout(Some(std::time::Duration::from_millis(2000))).unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(request.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Until the first response's headers are in (a CONNECT's 200 leaves the tunnel open).
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if out.windows(4).any(|w| w == b"\r\n\r\n") && !out.starts_with(b"HTTP/1.1 100") {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&out).into_owned();
-    text.split_whitespace().nth(1).unwrap_or_default().to_owned()
+    clients::raw_http(port, request).split_whitespace().nth(1).unwrap_or_default().to_owned()
 }
 
 /// (name, connector user, whose token, URL, extra curl arguments, status, where it ends)

@@ -65,23 +65,10 @@ fn npm_flows(env: &mut Env) -> PathBuf {
     project
 }
 
-/// A raw CONNECT (curl hides the refusal's body): the response head and body, read until the
-/// proxy stops sending.
+/// A raw CONNECT (curl hides the refusal's body): the response head and body.
 fn raw_connect(port: u16, authority: &str, proxy_auth: Option<&str>, version: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
-    s.set_read_timeout(Some(std::time::Duration::from_millis(1500))).unwrap_or_else(|e| panic!("{e}"));
     let auth = proxy_auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
-    write!(s, "CONNECT {authority} {version}\r\nHost: {authority}\r\n{auth}\r\n").unwrap_or_else(|e| panic!("{e}"));
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    clients::raw_http(port, &format!("CONNECT {authority} {version}\r\nHost: {authority}\r\n{auth}\r\n"))
 }
 
 fn basic(user: &str, token: &str) -> String {
