@@ -200,3 +200,41 @@ pub fn wait_user(port: u16, token: &str) -> String {
         _ => None,
     })
 }
+
+/// One answer of a client loop: when, status, user.
+pub type Answer = (std::time::Instant, u16, Option<String>);
+
+/// A client that keeps asking the gateway who it is, recording every answer, until stopped:
+/// the load under which rotations must not fail a request.
+pub struct WhoamiLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Answer>>>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl WhoamiLoop {
+    pub fn start(port: u16, token: &str) -> WhoamiLoop {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handle = {
+            let (stop, seen, token) = (stop.clone(), seen.clone(), token.to_owned());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, user) = whoami(port, &token);
+                    if let Ok(mut s) = seen.lock() {
+                        s.push((std::time::Instant::now(), status, user));
+                    }
+                }
+            })
+        };
+        WhoamiLoop { stop, seen, handle }
+    }
+
+    /// Stops the loop; every answer it got.
+    pub fn stop(self) -> Vec<Answer> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.handle.join();
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}

@@ -3,13 +3,11 @@
 //! the kubelet's `..data` swap). Rotated under load, every request succeeds and the new
 //! credential reaches the registry within moments of each swap.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use npm_connector_tests::configmap::ConfigMapDir;
 use npm_connector_tests::control::wait_for;
-use npm_connector_tests::plane::{manifest, wait_user, whoami, World};
+use npm_connector_tests::plane::{manifest, wait_user, WhoamiLoop, World};
 use npm_connector_tests::verdaccio;
 
 #[test]
@@ -29,18 +27,7 @@ fn a_secret_volume_swapped_under_load() {
     let token = wait_for("client files from serve --clients", Duration::from_secs(20), || plane.client_token());
     assert_eq!(wait_user(envoy.port, &token), "ci-0");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    type Seen = Vec<(Instant, u16, Option<String>)>;
-    let seen: Arc<Mutex<Seen>> = Arc::new(Mutex::new(Vec::new()));
-    let looper = {
-        let (stop, seen, token, port) = (stop.clone(), seen.clone(), token.clone(), envoy.port);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let (status, user) = whoami(port, &token);
-                seen.lock().unwrap().push((Instant::now(), status, user));
-            }
-        })
-    };
+    let looper = WhoamiLoop::start(envoy.port, &token);
     let vdir = d.join("verdaccio");
     let mut passwords = vec![password];
     for i in 1..=5 {
@@ -51,7 +38,9 @@ fn a_secret_volume_swapped_under_load() {
         let t0 = Instant::now();
         login.write(&[("username", &new), ("password", &passwords[i])]);
         wait_for(&format!("swap {i} to reach the registry"), Duration::from_secs(20), || {
-            seen.lock()
+            looper
+                .seen
+                .lock()
                 .unwrap()
                 .iter()
                 .any(|(t, s, u)| *t >= t0 && *s == 200 && u.as_deref() == Some(&new))
@@ -59,9 +48,7 @@ fn a_secret_volume_swapped_under_load() {
         });
         verdaccio::write_users(&vdir, &[(&new, &passwords[i])]);
     }
-    stop.store(true, Ordering::Relaxed);
-    looper.join().unwrap();
-    let seen = seen.lock().unwrap();
+    let seen = looper.stop();
     let failed: Vec<_> = seen.iter().filter(|(_, s, _)| *s != 200).collect();
     assert!(seen.len() > 20, "the client loop ran");
     assert!(failed.is_empty(), "requests failed during the swaps: {:?}", &failed[..failed.len().min(5)]);

@@ -2,12 +2,12 @@
 //! Envoys bootstrapped by `render --xds`, an HTTPS Verdaccio whose users rotate, and clients
 //! using the client files `serve --clients` keeps fresh.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use npm_connector_tests::control::{self, wait_for};
-use npm_connector_tests::plane::{manifest, percentile, serve_http, serve_metric, wait_user, whoami, World};
+use npm_connector_tests::plane::{
+    manifest, percentile, serve_http, serve_metric, wait_user, whoami, WhoamiLoop, World,
+};
 use npm_connector_tests::verdaccio;
 
 #[test]
@@ -41,18 +41,7 @@ fn xds_control_plane_end_to_end() {
     // 50 times. During each switch-over the registry accepts the old and the new user, so no
     // request may fail; the time from the file change to the first request carrying the new
     // credential is the window a registry without overlap would fail in.
-    let stop = Arc::new(AtomicBool::new(false));
-    type Seen = Vec<(Instant, u16, Option<String>)>;
-    let seen: Arc<Mutex<Seen>> = Arc::new(Mutex::new(Vec::new()));
-    let loop_handle = {
-        let (stop, seen, token, port) = (stop.clone(), seen.clone(), token.clone(), envoy_a.port);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let (status, user) = whoami(port, &token);
-                seen.lock().unwrap().push((Instant::now(), status, user));
-            }
-        })
-    };
+    let looper = WhoamiLoop::start(envoy_a.port, &token);
     // Credential changes push only the filter's configuration (ECDS): count the other ACKs.
     let other_acks = |log: &str| log.matches(" acked Listener ").count() + log.matches(" acked Cluster ").count();
     let other_before = other_acks(&serve.log_text());
@@ -64,7 +53,9 @@ fn xds_control_plane_end_to_end() {
         let t0 = Instant::now();
         cm.write(&[("connectors.yaml", &manifest(&registry.public_url, &new, &passwords[i]))]);
         let t1 = wait_for(&format!("rotation {i} to reach the registry"), Duration::from_secs(20), || {
-            seen.lock()
+            looper
+                .seen
+                .lock()
                 .unwrap()
                 .iter()
                 .find(|(t, s, u)| *t >= t0 && *s == 200 && u.as_deref() == Some(&new))
@@ -74,7 +65,8 @@ fn xds_control_plane_end_to_end() {
         // Every request after the first new one carries the new credential (requests already on
         // their way may not): once two more have come back with it, retire the old user.
         wait_for(&format!("rotation {i} settled"), Duration::from_secs(20), || {
-            let after = seen
+            let after = looper
+                .seen
                 .lock()
                 .unwrap()
                 .iter()
@@ -84,9 +76,7 @@ fn xds_control_plane_end_to_end() {
         });
         verdaccio::write_users(&vdir, &[(&new, &passwords[i])]);
     }
-    stop.store(true, Ordering::Relaxed);
-    loop_handle.join().unwrap();
-    let seen = seen.lock().unwrap();
+    let seen = looper.stop();
     let failures: Vec<_> = seen.iter().filter(|(_, s, _)| *s != 200).collect();
     latencies.sort();
     println!(
