@@ -45,8 +45,12 @@ node-tools: $(NODE_TOOLS)
 
 tools: toolchain envoy node-tools
 
+# The release profile optimises for size ("s"); the filter is built at opt-level 3, which runs
+# the packument rewriter about twice as fast in V8 for +10 KB (make bench's rewrite section).
+WASM_BUILD := CARGO_PROFILE_RELEASE_OPT_LEVEL=3 cargo build --release --target wasm32-wasip1
+
 wasm: toolchain
-	cargo build --release -p npm-connector-filter --target wasm32-wasip1
+	$(WASM_BUILD) -p npm-connector-filter
 	@ls -l $(WASM) | awk '{print "filter: " $$9 " (" $$5 " bytes)"}'
 
 lint: toolchain
@@ -73,7 +77,7 @@ demo: tools wasm
 bench: tools wasm
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cargo build -q --release -p npm-connector
-	cargo build -q --release -p npm-connector-noop-filter --target wasm32-wasip1
+	$(WASM_BUILD) -q -p npm-connector-noop-filter
 	NPM_CONNECTOR_BIN=$(CURDIR)/target/release/npm-connector cargo run -q --release -p npm-connector-tests --bin bench
 
 ## render-example: render examples/connectors.yaml into out/

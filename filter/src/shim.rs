@@ -346,9 +346,10 @@ impl HttpContext for Http {
         let Some(rw) = self.rewriter.as_mut() else {
             return Action::Continue;
         };
-        let mut out = rw.push(&chunk);
+        let mut out = Vec::with_capacity(chunk.len() + 256);
+        rw.push(&chunk, &mut out);
         if eos {
-            out.extend(rw.finish());
+            rw.finish(&mut out);
         }
         // Counted once per response, however many versions it lists, as soon as one is (the
         // end of the stream may reach this filter without a body callback).

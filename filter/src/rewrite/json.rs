@@ -8,11 +8,11 @@
 
 use crate::config::Rewrite;
 
+mod skip;
 mod text;
-use text::{find_quote_or_backslash, quote, split_origin};
+use skip::Skip;
+use text::{escape_into, find_quote_or_backslash, split_origin};
 
-/// Deeper documents are passed through untouched from that point on.
-const MAX_DEPTH: usize = 256;
 /// Keys are decoded only while this short: the ones we look for are shorter.
 const MAX_KEY: usize = 16;
 /// A tarball URL longer than this is passed through unchanged.
@@ -62,7 +62,9 @@ enum Lex {
     },
     /// A number, `true`, `false` or `null`.
     Literal,
-    /// Too deep or not JSON: everything from here on is copied.
+    /// A container that cannot hold a target, copied as it comes.
+    Skip(Skip),
+    /// Not JSON: everything from here on is copied.
     GiveUp,
 }
 
@@ -70,7 +72,8 @@ enum Lex {
 pub struct JsonRewriter {
     upstream_origin: String,
     upstream_path: String,
-    client: String,
+    /// The opening quote and the client URL's JSON text: what a rewritten value starts with.
+    client_open: Vec<u8>,
     frames: Vec<Frame>,
     lex: Lex,
     /// The decoded key being read (while short enough to matter).
@@ -83,6 +86,8 @@ pub struct JsonRewriter {
     decoded: Vec<u8>,
     high: Option<u16>,
     bad: bool,
+    /// The target value had an escape (its decoded text may need escaping again).
+    escapes: bool,
     rewritten: usize,
 }
 
@@ -92,7 +97,11 @@ impl JsonRewriter {
         JsonRewriter {
             upstream_origin: origin.to_ascii_lowercase(),
             upstream_path: path.to_owned(),
-            client: rule.client.clone(),
+            client_open: {
+                let mut open = vec![b'"'];
+                escape_into(&mut open, &rule.client);
+                open
+            },
             frames: Vec::new(),
             lex: Lex::Between,
             key: Vec::new(),
@@ -102,6 +111,7 @@ impl JsonRewriter {
             decoded: Vec::new(),
             high: None,
             bad: false,
+            escapes: false,
             rewritten: 0,
         }
     }
@@ -120,6 +130,21 @@ impl JsonRewriter {
             && f[3].key == Key::Tarball
     }
 
+    /// Whether a container opening now could hold a target: the root object, the top-level
+    /// `versions` object, a version object in it, and that version's `dist` object. Anything
+    /// else is skipped whole, so at most four frames are ever open.
+    fn may_hold_target(&self, object: bool) -> bool {
+        let f = &self.frames;
+        object
+            && f.iter().all(|x| x.object)
+            && match f.len() {
+                0 | 2 => true,
+                1 => f[0].key == Key::Versions,
+                3 => f[2].key == Key::Dist,
+                _ => false,
+            }
+    }
+
     /// A value has been read in the innermost container.
     fn value_done(&mut self) {
         if let Some(top) = self.frames.last_mut() {
@@ -127,11 +152,11 @@ impl JsonRewriter {
         }
     }
 
-    /// Rewrites one chunk; what it returns can be sent on now. At most one target value
-    /// (bounded) is held back across chunks. Output is the input copied in runs; only a
+    /// Rewrites one chunk, appending to `out` what can be sent on now. At most one target
+    /// value (bounded) is held back across chunks. Output is the input copied in runs; only a
     /// target value is ever replaced.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(chunk.len() + 64);
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        out.reserve(chunk.len() + 64);
         let n = chunk.len();
         // Input from `emit` on is not in `out` yet (outside a held target value).
         let mut emit = 0;
@@ -139,6 +164,17 @@ impl JsonRewriter {
         while i < n {
             match self.lex {
                 Lex::GiveUp => i = n,
+                Lex::Skip(mut skip) => match skip.run(&chunk[i..]) {
+                    Some(len) => {
+                        i += len;
+                        self.lex = Lex::Between;
+                        self.value_done();
+                    }
+                    None => {
+                        i = n;
+                        self.lex = Lex::Skip(skip);
+                    }
+                },
                 Lex::Between => {
                     let b = chunk[i];
                     i += 1;
@@ -178,7 +214,7 @@ impl JsonRewriter {
                     let b = chunk[i];
                     i += 1;
                     self.raw.push(b);
-                    if self.target_byte(b, escape, hex_left, &mut out) {
+                    if self.target_byte(b, escape, hex_left, out) {
                         emit = i;
                     }
                 }
@@ -216,12 +252,11 @@ impl JsonRewriter {
         if !matches!(self.lex, Lex::InString { kind: Str::Target, .. }) {
             out.extend_from_slice(&chunk[emit.min(n)..]);
         }
-        out
     }
 
     /// The end of the body: anything held back goes out as it came.
-    pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.raw)
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.raw);
     }
 
     /// Whether a string opening now (a value, not a key) is a target.
@@ -235,6 +270,7 @@ impl JsonRewriter {
         self.decoded.clear();
         self.high = None;
         self.bad = false;
+        self.escapes = false;
         self.lex = Lex::InString { kind: Str::Target, escape: false, hex_left: 0 };
     }
 
@@ -244,11 +280,11 @@ impl JsonRewriter {
         match b {
             b' ' | b'\t' | b'\n' | b'\r' => {}
             b'{' | b'[' => {
-                if self.frames.len() >= MAX_DEPTH {
-                    self.lex = Lex::GiveUp;
+                let object = b == b'{';
+                if !self.may_hold_target(object) {
+                    self.lex = Lex::Skip(Skip::container());
                     return;
                 }
-                let object = b == b'{';
                 let expect = if object { Expect::Key } else { Expect::Value };
                 self.frames.push(Frame { object, expect, key: Key::Other });
             }
@@ -341,14 +377,22 @@ impl JsonRewriter {
         }
         match b {
             b'\\' => {
+                self.escapes = true;
                 self.lex = Lex::InString { kind: Str::Target, escape: true, hex_left: 0 };
                 false
             }
             b'"' => {
                 self.lex = Lex::Between;
                 match self.rebased() {
-                    Some(text) => {
-                        out.extend_from_slice(&quote(&text));
+                    Some(rest) => {
+                        out.extend_from_slice(&self.client_open);
+                        if self.escapes {
+                            escape_into(out, rest);
+                        } else {
+                            // Text that came without escapes needs none.
+                            out.extend_from_slice(rest.as_bytes());
+                        }
+                        out.push(b'"');
                         self.rewritten += 1;
                     }
                     None => out.extend_from_slice(&self.raw),
@@ -411,22 +455,25 @@ impl JsonRewriter {
         }
     }
 
-    /// The decoded target value re-based on the client URL, if it is on the upstream base.
-    fn rebased(&self) -> Option<String> {
+    /// What follows the upstream base in the decoded target value, if it is on that base (the
+    /// value becomes the client URL followed by it).
+    fn rebased(&self) -> Option<&str> {
         if self.bad || self.high.is_some() {
             return None;
         }
-        let s = std::str::from_utf8(&self.decoded).ok()?;
-        self.rebase_str(s)
-    }
-
-    fn rebase_str(&self, value: &str) -> Option<String> {
-        let (origin, path) = split_origin(value);
-        if !origin.eq_ignore_ascii_case(&self.upstream_origin) {
+        let value = std::str::from_utf8(&self.decoded).ok()?;
+        // `scheme://authority` compared without case, and ending where the path begins.
+        let origin = self.upstream_origin.len();
+        let head = value.get(..origin)?;
+        if !head.eq_ignore_ascii_case(&self.upstream_origin) {
             return None;
         }
-        let rest = path.strip_prefix(self.upstream_path.as_str())?;
-        Some(format!("{}{rest}", self.client))
+        let path = match value.as_bytes().get(origin) {
+            None => "/",
+            Some(b'/') => &value[origin..],
+            Some(_) => return None,
+        };
+        path.strip_prefix(self.upstream_path.as_str())
     }
 }
 

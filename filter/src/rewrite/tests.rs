@@ -10,9 +10,9 @@ fn run(chunks: &[&[u8]]) -> (String, usize) {
     let mut rw = Rewriter::new(&rule());
     let mut out = Vec::new();
     for c in chunks {
-        out.extend(rw.push(c));
+        rw.push(c, &mut out);
     }
-    out.extend(rw.finish());
+    rw.finish(&mut out);
     (String::from_utf8(out).unwrap_or_default(), rw.rewritten())
 }
 

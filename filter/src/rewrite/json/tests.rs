@@ -12,9 +12,9 @@ fn run(chunks: &[&[u8]]) -> (String, usize) {
     let mut rw = JsonRewriter::new(&rule());
     let mut out = Vec::new();
     for c in chunks {
-        out.extend(rw.push(c));
+        rw.push(c, &mut out);
     }
-    out.extend(rw.finish());
+    rw.finish(&mut out);
     (String::from_utf8(out).unwrap_or_default(), rw.rewritten())
 }
 
@@ -112,13 +112,13 @@ fn held_back_bytes_are_bounded() {
     let mut rw = JsonRewriter::new(&rule());
     let mut out = Vec::new();
     for c in doc.as_bytes().chunks(4096) {
-        out.extend(rw.push(c));
+        rw.push(c, &mut out);
         assert!(rw.raw.len() <= MAX_VALUE + 1);
     }
-    out.extend(rw.finish());
+    rw.finish(&mut out);
     assert_eq!(String::from_utf8(out).unwrap(), doc);
     // Deep nesting is passed through.
-    let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 10), "]".repeat(MAX_DEPTH + 10));
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
     assert_eq!(run(&[deep.as_bytes()]).0, deep);
 }
 
@@ -135,4 +135,22 @@ fn the_word_scan_finds_the_first_quote_or_backslash() {
     }
     // Bytes that differ from the targets by one bit, and high bytes.
     assert_eq!(text::find_quote_or_backslash(b"#!#!\xa2\xdc]]]]]]]]\""), Some(14));
+}
+
+/// Skipped containers long enough for the 64-byte block scan, holding brackets, quotes and
+/// escapes in strings and decoy `tarball` members, split at every point.
+#[test]
+fn skipped_containers_of_any_length_end_where_they_end() {
+    let decoy = r#"{"tarball":"https://registry.test/repository/npm/decoy.tgz","s":"]}\"[{\\","n":[1,[2,{"x":"}"}]]}"#;
+    let doc = format!(
+        r#"{{"time":{{"a":"{long}","b":{decoy}}},"versions":{{"1.0.0":{{"deps":{{"a":"^1","b":{decoy},"c":"{long}"}},"x":[{decoy},"]"],"dist":{{"sig":[{decoy}],"tarball":"https://registry.test/repository/npm/a/-/a-1.0.0.tgz"}},"after":{decoy}}},"2.0.0":{{"dist":{{"tarball":"https:\/\/registry.test\/repository\/npm\/b.tgz"}}}}}},"readme":{decoy}}}"#,
+        long = "z\\\"]}".repeat(40),
+    );
+    let want = expected(&doc);
+    let b = doc.as_bytes();
+    for i in 0..=b.len() {
+        let (out, n) = run(&[&b[..i], &b[i..]]);
+        let got: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("split {i}: {e}: {out}"));
+        assert_eq!((got, n), (want.clone(), 2), "split {i}");
+    }
 }
