@@ -62,6 +62,7 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
                 json!({"name": "envoy.filters.http.wasm", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                     "config": {"name": "noop", "root_id": "noop",
+                        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": ""},
                         "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": noop.display().to_string()}}}}}}),
                 router,
             ]

@@ -85,60 +85,108 @@ fn with_rewrite(mut cfg: Value, rewrite: bool) -> Value {
     cfg
 }
 
+/// What Envoy runs in front of the upstream.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    /// npm-connector's filter, the connector's rewrite off.
+    Passthrough,
+    Rewritten,
+    /// The no-op Wasm filter, and the same copying every body chunk into the VM and back.
+    Noop,
+    NoopCopy,
+}
+
+const VARIANTS: [Variant; 4] = [Variant::Passthrough, Variant::Rewritten, Variant::Noop, Variant::NoopCopy];
+
 pub fn run() -> String {
     let versions = knob("BENCH_PACKUMENT_VERSIONS", 300);
-    let mut rows = String::new();
+    let (mut rows, mut summary) = (String::new(), String::new());
     for (shape, body) in [("flat, strings only", flat(versions)), ("npm-shaped", npm_shaped(versions))] {
-        let (size, pass, rw) = measure(body);
-        println!(
-            "packument rewrite ({shape}, {size} bytes): {rw:.0} req/s vs passthrough {pass:.0} req/s: ratio {:.2}",
-            rw / pass
+        let size = body.len();
+        let [pass, rw, noop, copy] = measure(body);
+        let line = format!(
+            "{shape} ({size} bytes): rewritten / passthrough **{:.2}** in req/s, **{:.2}** in Envoy CPU per \
+             request ({:.0} µs of rewriting per packument, {:.0} MB/s); the Wasm body copy floor {:.2} in req/s, \
+             {:.2} in CPU",
+            rw.0 / pass.0,
+            pass.1 / rw.1,
+            rw.1 - pass.1,
+            size as f64 / (rw.1 - pass.1),
+            copy.0 / noop.0,
+            noop.1 / copy.1,
         );
-        rows.push_str(&format!("| {shape} | {size} | {pass:.0} | {rw:.0} | **{:.2}** |\n", rw / pass));
+        println!("packument rewrite: {line}");
+        summary.push_str(&format!("- {line}.\n"));
+        for (name, (rps, cpu)) in [
+            ("npm-connector, passthrough", pass),
+            ("npm-connector, rewritten", rw),
+            ("no-op Wasm filter", noop),
+            ("no-op Wasm filter copying the body", copy),
+        ] {
+            rows.push_str(&format!("| {shape} | {size} | {name} | {rps:.0} | {cpu:.0} |\n"));
+        }
     }
     let (seconds, rounds) = (knob("BENCH_SECONDS", 5u32), knob("BENCH_ROUNDS", 3usize));
     format!(
         "## Packument rewriting\n\n\
          The same Envoy and filter serving a {versions}-version packument from a local upstream, the connector's \
          tarball rewrite on (every `versions.*.dist.tarball` re-based) and off (passthrough); wrk 1 thread, 16 \
-         connections, {seconds} s, median of {rounds} interleaved rounds.\n\n\
-         | packument | bytes | passthrough req/s | rewritten req/s | ratio |\n|---|---:|---:|---:|---:|\n{rows}\n\
+         connections, {seconds} s, median of {rounds} interleaved rounds; Envoy's CPU per request from /proc. The \
+         floor rows: the no-op Wasm filter, and the same reading every response body chunk into the VM and writing \
+         it back unchanged (what any Wasm body rewriter pays before it looks at a byte).\n\n\
+         | packument | bytes | variant | req/s | Envoy CPU µs/req |\n|---|---:|---|---:|---:|\n{rows}\n{summary}\n\
          Goal: ratio ≥ 0.90.\n"
     )
 }
 
-/// Passthrough and rewritten req/s (medians) for one packument body.
-fn measure(body: Vec<u8>) -> (usize, f64, f64) {
+/// Medians of req/s and of Envoy CPU µs per request for one packument body, in the order of
+/// [`VARIANTS`].
+fn measure(body: Vec<u8>) -> [(f64, f64); 4] {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let size = body.len();
     let upstream = Upstream::scripted(Arc::new(move |_: &Seen| -> Answer {
         (200, vec![("content-type".into(), "application/json".into())], body.clone())
     }));
     let (seconds, rounds) = (knob("BENCH_SECONDS", 5u32), knob("BENCH_ROUNDS", 3usize));
-    let mut rps: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut rps: [Vec<f64>; 4] = Default::default();
+    let mut cpu: [Vec<f64>; 4] = Default::default();
     for round in 0..rounds {
-        for (i, rewrite) in [false, true].into_iter().enumerate() {
+        for (i, v) in VARIANTS.into_iter().enumerate() {
             let port = free_port();
             let admin = dir.path().join(format!("admin-rw-{i}.sock"));
             let cfg_path = dir.path().join(format!("rw-{i}.yaml"));
-            let cfg = with_rewrite(config(Filter::Ours, Some(upstream.addr.port()), port, &admin, &wasm), rewrite);
+            let up = Some(upstream.addr.port());
+            let cfg = match v {
+                Variant::Passthrough | Variant::Rewritten => {
+                    with_rewrite(config(Filter::Ours, up, port, &admin, &wasm), v == Variant::Rewritten)
+                }
+                Variant::Noop | Variant::NoopCopy => {
+                    let mut cfg = config(Filter::Noop, up, port, &admin, &wasm);
+                    if v == Variant::NoopCopy {
+                        cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+                            ["http_filters"][0]["typed_config"]["config"]["configuration"]["value"] =
+                            Value::from("copy-body");
+                    }
+                    cfg
+                }
+            };
             std::fs::write(&cfg_path, cfg.to_string()).unwrap_or_else(|e| panic!("{e}"));
             let e: Envoy = envoy::start(&cfg_path, dir.path().join(format!("envoy-rw-{i}.log")), port, admin, None);
             let pid = e.daemon.pid();
             wrk(port, 1, pid);
             let s = wrk(port, seconds, pid);
-            let rewritten = e.counter("wasmcustom.npm_connector.rewritten_responses.connector=bench/npm");
-            assert_eq!(rewritten > 0, rewrite, "rewrite {rewrite}: {rewritten} responses rewritten");
-            eprintln!(
-                "round {round}: packument {} {:>9.0} req/s",
-                if rewrite { "rewritten " } else { "passthrough" },
-                s.rps
-            );
+            if matches!(v, Variant::Passthrough | Variant::Rewritten) {
+                let rewritten = e.counter("wasmcustom.npm_connector.rewritten_responses.connector=bench/npm");
+                let on = v == Variant::Rewritten;
+                assert_eq!(rewritten > 0, on, "rewrite {on}: {rewritten} responses rewritten");
+            }
+            eprintln!("round {round}: variant {i}: {:>9.0} req/s, {:.0} µs CPU/req", s.rps, s.cpu_us);
             rps[i].push(s.rps);
+            cpu[i].push(s.cpu_us);
             drop(e);
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    (size, median(rps[0].clone()), median(rps[1].clone()))
+    let (rps, cpu) = (rps.map(median), cpu.map(median));
+    [0, 1, 2, 3].map(|i| (rps[i], cpu[i]))
 }
