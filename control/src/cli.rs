@@ -116,6 +116,7 @@ impl DeployArgs {
             unmatched: self.unmatched,
             token_expires_at,
             sealing: if credentials { self.key.sealing()? } else { Sealing::Plaintext },
+            token_keys: Default::default(),
             tls: None,
         })
     }

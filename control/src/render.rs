@@ -108,6 +108,8 @@ pub struct Options {
     /// Unix time at which the minted client tokens expire.
     pub token_expires_at: Option<u64>,
     pub sealing: Sealing,
+    /// Keys the filter verifies stateless tokens with (`serve --token-keys`).
+    pub token_keys: crate::token::TokenKeys,
     /// https-proxy mode's certificates.
     pub tls: Option<Tls>,
 }
@@ -199,6 +201,7 @@ impl Options {
             unmatched: Unmatched::Passthrough,
             token_expires_at: None,
             sealing,
+            token_keys: Default::default(),
             tls: None,
         }
     }

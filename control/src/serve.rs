@@ -18,7 +18,7 @@ use crate::manifest::Connector;
 use crate::pki::Leaves;
 pub use crate::pki::TlsConfig;
 use crate::render::{self, Accepted, ConfigSource, Options};
-use crate::token::Entropy;
+use crate::token::{Entropy, TokenKeys};
 use crate::xds::cache::{Cache, NodeInfo};
 use crate::xds::snapshot::{EncodeCache, Snapshot};
 use tokens::TokenStore;
@@ -39,6 +39,9 @@ pub struct ServeConfig {
     pub clients: Option<PathBuf>,
     /// Lifetime of the client tokens `serve` mints, seconds; renewed at half of it.
     pub token_ttl: u64,
+    /// Token-signing keys (a directory, one file per key id): tokens are then stateless and
+    /// minting them changes no filter configuration.
+    pub token_keys: Option<PathBuf>,
     /// Quiet time after a file event before reloading.
     pub debounce: Duration,
     /// How often tokens are renewed and pruned and expiries checked.
@@ -61,6 +64,8 @@ pub enum ServeError {
     Signal(std::io::Error),
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    TokenKeys(#[from] crate::token::TokenKeysError),
     #[error("--mode https-proxy needs --ca-dir: create the connector CA with `npm-connector ca init --dir DIR`")]
     NoCa,
 }
@@ -95,6 +100,7 @@ pub struct Engine {
     clients: BTreeMap<String, u64>,
     seen: BTreeMap<String, Seen>,
     entropy: Box<dyn Entropy + Send>,
+    token_keys: TokenKeys,
     encodings: std::sync::Mutex<EncodeCache>,
     leaves: Option<Leaves>,
     pub metrics: std::sync::Arc<metrics::ServeMetrics>,
@@ -106,6 +112,10 @@ impl Engine {
         let connectors = source::load(&cfg.manifests, cfg.secrets.as_deref(), &cfg.namespace)?;
         let mut tokens = TokenStore::open(cfg.state.as_deref());
         tokens.reload();
+        let token_keys = match &cfg.token_keys {
+            Some(dir) => TokenKeys::load(dir)?,
+            None => TokenKeys::default(),
+        };
         let leaves = match (&cfg.tls, cfg.opts.mode) {
             (Some(t), render::Mode::HttpsProxy) => Some(Leaves::open(t)?),
             (None, render::Mode::HttpsProxy) => return Err(ServeError::NoCa),
@@ -118,6 +128,7 @@ impl Engine {
             clients: BTreeMap::new(),
             seen: BTreeMap::new(),
             entropy,
+            token_keys,
             encodings: Default::default(),
             leaves,
             metrics: Default::default(),
@@ -134,6 +145,12 @@ impl Engine {
     /// connectors. Returns whether a new snapshot may be due.
     pub fn reload(&mut self) -> bool {
         self.tokens.reload();
+        if let Some(dir) = &self.cfg.token_keys {
+            match TokenKeys::load(dir) {
+                Ok(k) => self.token_keys = k,
+                Err(e) => log::error!("{e}; still using the last good token keys"),
+            }
+        }
         match source::load(&self.cfg.manifests, self.cfg.secrets.as_deref(), &self.cfg.namespace) {
             Ok(c) => {
                 log::info!("reloaded {} connector(s) from {}", c.len(), self.cfg.manifests.display());
@@ -171,6 +188,7 @@ impl Engine {
     /// The rendering options, with the current leaves in https-proxy mode.
     fn opts(&self) -> Options {
         let mut opts = self.cfg.opts.clone();
+        opts.token_keys = self.token_keys.clone();
         if let Some(l) = &self.leaves {
             opts.tls = Some(l.tls(self.cfg.clients.as_deref().unwrap_or(std::path::Path::new("."))));
         }
@@ -218,7 +236,8 @@ impl Engine {
     }
 
     /// Mints client tokens that are due (none yet, or past half their life) and writes the
-    /// client files; old tokens stay valid until their own expiry.
+    /// client files; old tokens stay valid until their own expiry. Returns whether the filter
+    /// configuration changed (a hashed token was added; signed tokens change nothing).
     fn renew_clients(&mut self, now: u64) -> bool {
         let Some(dir) = self.cfg.clients.clone() else { return false };
         let opts = self.opts();
@@ -229,18 +248,29 @@ impl Engine {
             if !due {
                 continue;
             }
-            let token = match self.entropy.token() {
-                Ok(t) => t,
+            // With token keys the token is signed: the filter needs no new configuration.
+            let token = match self.token_keys.mint(&c.id(), now + ttl) {
+                Ok(Some(t)) => t,
+                Ok(None) => match self.entropy.token() {
+                    Ok(t) => {
+                        let accepted = Accepted { sha256: crate::token::hash(&t), expires_at: Some(now + ttl) };
+                        if let Err(e) = self.tokens.add(&c.id(), accepted) {
+                            log::error!("connector {}: {e}", c.id());
+                            continue;
+                        }
+                        changed = true;
+                        t
+                    }
+                    Err(e) => {
+                        log::error!("connector {}: cannot mint a client token: {e}", c.id());
+                        continue;
+                    }
+                },
                 Err(e) => {
                     log::error!("connector {}: cannot mint a client token: {e}", c.id());
                     continue;
                 }
             };
-            let accepted = Accepted { sha256: crate::token::hash(&token), expires_at: Some(now + ttl) };
-            if let Err(e) = self.tokens.add(&c.id(), accepted) {
-                log::error!("connector {}: {e}", c.id());
-                continue;
-            }
             let files = match render::client_files(c, &opts, &token) {
                 Ok(f) => f,
                 Err(e) => {
@@ -259,7 +289,6 @@ impl Engine {
             );
             self.clients.insert(c.id(), now);
             self.metrics.tokens_minted.fetch_add(1, Ordering::Relaxed);
-            changed = true;
         }
         changed
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::credential::{Credential, RawCredential};
 use crate::seal::Key;
+use crate::token::signed::SigningKey;
 use crate::token::TokenHash;
 
 /// Which listener the filter runs on; each takes the client token from its own place.
@@ -35,6 +36,30 @@ pub struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_token: Option<String>,
     pub connectors: Vec<RawConnector>,
+    /// Keys that sign stateless connector tokens ([`crate::token::signed`]): tokens minted
+    /// under any of them are accepted until they expire; a key removed revokes its tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_keys: Vec<RawTokenKey>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenKey {
+    pub kid: String,
+    pub key: RawKeyBytes,
+}
+
+/// 32 key bytes in standard base64, or sealed like a credential (bound to `token-key/<kid>`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum RawKeyBytes {
+    Plain(#[serde(serialize_with = "crate::credential::expose")] secrecy::SecretString),
+    Sealed(String),
+}
+
+/// The associated data a token key is sealed under.
+pub fn token_key_aad(kid: &str) -> String {
+    format!("token-key/{kid}")
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -101,6 +126,14 @@ pub enum ConfigError {
     SharedToken { first: String, second: String },
     #[error("connector {connector}: rewrite.{field} must be an absolute http(s) URL ending in '/'")]
     BadRewrite { connector: String, field: &'static str },
+    #[error("token_keys[{index}]: {reason}")]
+    BadTokenKey { index: usize, reason: String },
+    #[error("token key {0:?} is listed twice")]
+    DuplicateTokenKey(String),
+    #[error("token key {kid:?} is sealed but Envoy has no key: set NPM_CONNECTOR_KEY in Envoy's environment")]
+    NoKeyForTokenKey { kid: String },
+    #[error("token key {kid:?}: cannot unseal it: wrong NPM_CONNECTOR_KEY, or the sealed value was altered")]
+    UnsealTokenKey { kid: String },
     #[error("role tunnel needs tunnel_token, a filter-state key of letters, digits, '.', '_' and '-'; other roles take none")]
     BadTunnelKey,
 }
@@ -138,6 +171,9 @@ pub struct Config {
     routes: HashMap<String, Vec<usize>>,
     /// Token hash → grant: one lookup, whatever the number of connectors.
     tokens: HashMap<TokenHash, Grant>,
+    /// Connector name → index, for signed tokens (which name their connector).
+    names: HashMap<String, usize>,
+    token_keys: HashMap<String, SigningKey>,
 }
 
 impl Config {
@@ -157,6 +193,38 @@ impl Config {
     pub fn grant(&self, hash: &TokenHash) -> Option<Grant> {
         self.tokens.get(hash).copied()
     }
+
+    /// Whose signed token this is, if its signature holds under one of the configured keys.
+    pub fn signed_grant(&self, token: &str) -> Option<Grant> {
+        let claims = crate::token::signed::verify(token, &self.token_keys)?;
+        let connector = *self.names.get(&claims.connector)?;
+        Some(Grant { connector, expires_at: Some(claims.expires_at) })
+    }
+}
+
+fn token_keys(raw: Vec<RawTokenKey>, key: Option<&Key>) -> Result<HashMap<String, SigningKey>, ConfigError> {
+    use base64::Engine as _;
+    use secrecy::ExposeSecret;
+    let mut out = HashMap::with_capacity(raw.len());
+    for (index, k) in raw.into_iter().enumerate() {
+        let bytes =
+            match &k.key {
+                RawKeyBytes::Plain(text) => base64::engine::general_purpose::STANDARD
+                    .decode(text.expose_secret().trim())
+                    .map_err(|_| ConfigError::BadTokenKey { index, reason: "key.plain is not base64".into() })?,
+                RawKeyBytes::Sealed(sealed) => {
+                    let key = key.ok_or_else(|| ConfigError::NoKeyForTokenKey { kid: k.kid.clone() })?;
+                    key.open(&token_key_aad(&k.kid), sealed)
+                        .map_err(|_| ConfigError::UnsealTokenKey { kid: k.kid.clone() })?
+                }
+            };
+        let signing =
+            SigningKey::new(&k.kid, &bytes).map_err(|e| ConfigError::BadTokenKey { index, reason: e.to_string() })?;
+        if out.insert(k.kid.clone(), signing).is_some() {
+            return Err(ConfigError::DuplicateTokenKey(k.kid));
+        }
+    }
+    Ok(out)
 }
 
 /// serde's messages quote offending *values* ("invalid type: integer `1234`"), which could be a
@@ -222,7 +290,8 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
             }
             connectors.push(c);
         }
-        Ok(Config { role: raw.role, tunnel_token: raw.tunnel_token, connectors, routes, tokens })
+        let token_keys = token_keys(raw.token_keys, key)?;
+        Ok(Config { role: raw.role, tunnel_token: raw.tunnel_token, connectors, routes, tokens, names, token_keys })
     }
 }
 

@@ -253,10 +253,15 @@ enum Verdict {
     Unknown,
 }
 
-/// Looks the token up by its hash; `accepts` says which connectors may own it here. The clock
+/// Checks a signed token's signature, or looks a minted one up by its hash; `accepts` says which connectors may own it here. The clock
 /// is read only for a token that carries an expiry.
 fn verify(config: &Config, token: &str, accepts: impl Fn(usize) -> bool, now_unix: &dyn Fn() -> u64) -> Verdict {
-    match config.grant(&TokenHash::of(token)) {
+    let grant = if token.starts_with(token::signed::PREFIX) {
+        config.signed_grant(token)
+    } else {
+        config.grant(&TokenHash::of(token))
+    };
+    match grant {
         Some(g) if accepts(g.connector) => match g.expires_at {
             Some(exp) if now_unix() >= exp => Verdict::Expired,
             _ => Verdict::Valid(g.connector),

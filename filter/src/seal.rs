@@ -48,6 +48,16 @@ impl Key {
         Ok(Key(bytes))
     }
 
+    /// The key's bytes, to seal or sign with elsewhere.
+    pub fn expose_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key as a token-signing key named `kid` (the same 32-byte format).
+    pub fn signing_key(&self, kid: &str) -> Result<crate::token::signed::SigningKey, crate::token::signed::KeyError> {
+        crate::token::signed::SigningKey::new(kid, &self.0)
+    }
+
     pub fn to_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.0)
     }

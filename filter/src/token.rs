@@ -4,6 +4,8 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+pub mod signed;
+
 /// An accepted client token, stored only as its SHA-256 hash. Tokens are looked up by hash:
 /// a lookup's timing can only tell something about the hash of a token the caller already has.
 #[derive(Clone, PartialEq, Eq, Hash)]

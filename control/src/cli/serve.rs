@@ -27,6 +27,12 @@ pub struct ServeArgs {
     /// Keep fresh client files (.npmrc, .yarnrc.yml) for every connector here, for pods to mount.
     #[arg(long)]
     clients: Option<PathBuf>,
+    /// Token-signing keys: a directory with one file per key id, each 32 bytes in base64
+    /// (`npm-connector keygen -o DIR/<kid>`; a Secret volume works). Tokens are then signed and
+    /// stateless: minting changes no Envoy configuration. The id that sorts last signs; removing
+    /// a key's file revokes every token it signed.
+    #[arg(long)]
+    token_keys: Option<PathBuf>,
     /// Lifetime of the client tokens serve mints (renewed at half of it), e.g. 30m.
     #[arg(long, value_parser = parse_ttl, default_value = "30m")]
     token_ttl: u64,
@@ -51,6 +57,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         state: a.state.as_deref().map(absolute).transpose()?,
         clients: a.clients.as_deref().map(absolute).transpose()?,
         token_ttl: a.token_ttl,
+        token_keys: a.token_keys.as_deref().map(absolute).transpose()?,
         debounce: Duration::from_millis(a.debounce_ms),
         // Often enough for the shorter of the token and leaf lifetimes.
         tick: Duration::from_secs((a.token_ttl.min(a.deploy.leaf_ttl) / 10).clamp(1, 30)),

@@ -5,7 +5,9 @@
 //! Each connector names the route that is its own and the cluster that route sends to; the
 //! routes themselves are rendered next to it (envoy.rs, https.rs) from the same names.
 
-use npm_connector_filter::config::{RawConfig, RawConnector, RawCredential, RawRewrite, RawToken, Role};
+use npm_connector_filter::config::{
+    RawConfig, RawConnector, RawCredential, RawKeyBytes, RawRewrite, RawToken, RawTokenKey, Role,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::envoy::Upstream;
@@ -34,6 +36,25 @@ fn credential(id: &str, c: &Credential, sealing: &Sealing) -> Result<RawCredenti
             Ok(RawCredential::Sealed(sealed))
         }
     }
+}
+
+/// The token-signing keys as the filter configuration carries them: sealed under the Envoy key
+/// (bound to their key id) unless plaintext was asked for.
+fn token_keys(opts: &Options) -> Result<Vec<RawTokenKey>, RenderError> {
+    opts.token_keys
+        .keys
+        .iter()
+        .map(|(kid, k)| {
+            let key = match &opts.sealing {
+                Sealing::Plaintext => RawKeyBytes::Plain(SecretString::from(k.to_base64())),
+                Sealing::Key(envoy_key) => {
+                    let aad = npm_connector_filter::config::token_key_aad(kid);
+                    RawKeyBytes::Sealed(envoy_key.seal(&aad, k.expose_bytes()).map_err(|_| RenderError::Seal(aad))?)
+                }
+            };
+            Ok(RawTokenKey { kid: kid.clone(), key })
+        })
+        .collect()
 }
 
 /// The name of a connector's own routes (its path prefix and publish prefix).
@@ -126,7 +147,8 @@ pub(crate) fn config(
             },
         })
         .collect();
-    let cfg = RawConfig { role, tunnel_token: tunnel_token.map(str::to_owned), connectors };
+    let cfg =
+        RawConfig { role, tunnel_token: tunnel_token.map(str::to_owned), connectors, token_keys: token_keys(opts)? };
     let text = serde_json::to_string(&cfg).map_err(|e| RenderError::Filter(e.to_string()))?;
     if !validate {
         return Ok(text);

@@ -55,6 +55,12 @@ pub async fn run(
     watcher
         .watch(&cfg.manifests, notify::RecursiveMode::Recursive)
         .map_err(|e| ServeError::Watch(cfg.manifests.display().to_string(), e))?;
+    if let Some(keys) = &cfg.token_keys {
+        // A Secret volume too: adding a key rotates, removing one revokes its tokens.
+        watcher
+            .watch(keys, notify::RecursiveMode::Recursive)
+            .map_err(|e| ServeError::Watch(keys.display().to_string(), e))?;
+    }
     if let Some(secrets) = &cfg.secrets {
         // Each Secret volume swaps its own `..data`: watched like the manifests.
         watcher

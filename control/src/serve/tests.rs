@@ -27,6 +27,14 @@ fn manifest(expiry: Option<&str>) -> String {
 }
 
 fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine {
+    engine_with_keys(dir, clients, None)
+}
+
+fn engine_with_keys(
+    dir: &std::path::Path,
+    clients: Option<std::path::PathBuf>,
+    keys: Option<&std::path::Path>,
+) -> Engine {
     let opts = Options::new(Mode::Gateway, "127.0.0.1:10000".parse().unwrap(), Sealing::Key(Key::from_bytes([1; 32])));
     let cfg = ServeConfig {
         manifests: dir.to_owned(),
@@ -37,6 +45,7 @@ fn engine(dir: &std::path::Path, clients: Option<std::path::PathBuf>) -> Engine 
         state: None,
         clients,
         token_ttl: 100,
+        token_keys: keys.map(std::path::Path::to_owned),
         debounce: Duration::from_millis(1),
         tick: Duration::from_secs(1),
         tls: None,
@@ -89,6 +98,47 @@ fn tokens_minted_for_clients_reach_the_snapshot_only_as_hashes() {
     assert!(
         !text.contains("npmc_test") && text.contains(&crate::token::hash(&SecretString::from("npmc_test2".to_owned())))
     );
+}
+
+/// With token keys, tokens are signed: minting (for client files, and 10,000 more as the
+/// exchange endpoint would) changes no resource; the keys reach the filter sealed; a key
+/// removed from the directory leaves the configuration on reload.
+#[test]
+fn signed_tokens_change_no_resource_and_keys_reach_the_filter_sealed() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("c.yaml"), manifest(None)).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (k1, k2) = (Key::from_bytes([5; 32]), Key::from_bytes([6; 32]));
+    std::fs::write(keys.path().join("k1"), k1.to_base64()).unwrap();
+    std::fs::write(keys.path().join("k2"), k2.to_base64()).unwrap();
+    let clients = tempfile::tempdir().unwrap();
+    let mut e = engine_with_keys(d.path(), Some(clients.path().to_owned()), Some(keys.path()));
+    let before = e.snapshot(&node("a", 1)).unwrap();
+    assert!(!e.tick(1000), "minting a signed token changes no configuration");
+    for i in 0..10_000u64 {
+        let t = e.token_keys.mint("ns/npm", 2000 + i).unwrap().unwrap();
+        assert!(t.expose_secret().starts_with("npmc_s1."));
+    }
+    assert_eq!(e.snapshot(&node("a", 1)).unwrap(), before, "10,000 mints: nothing to push");
+    let npmrc = std::fs::read_to_string(clients.path().join("ns/npm/.npmrc")).unwrap();
+    assert!(npmrc.contains("_authToken=npmc_s1."), "{npmrc}");
+    let ecds = |s: &Snapshot| -> String {
+        let bytes: Vec<u8> =
+            s.types[crate::xds::EXTENSION_CONFIG].resources.iter().flat_map(|r| r.any.value.clone()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let text = ecds(&before);
+    assert!(text.contains(r#""kid":"k1""#) && text.contains(r#""kid":"k2""#) && text.contains("sealed"), "{text}");
+    assert!(!text.contains(&k1.to_base64()) && !text.contains(&k2.to_base64()));
+    // Removing k1 revokes its tokens: the configuration changes on reload.
+    std::fs::remove_file(keys.path().join("k1")).unwrap();
+    assert!(e.reload());
+    let after = ecds(&e.snapshot(&node("a", 1)).unwrap());
+    assert!(!after.contains(r#""kid":"k1""#) && after.contains(r#""kid":"k2""#));
+    // A bad key file keeps the last good keys.
+    std::fs::write(keys.path().join("k3"), "short").unwrap();
+    e.reload();
+    assert_eq!(ecds(&e.snapshot(&node("a", 1)).unwrap()), after);
 }
 
 #[test]

@@ -207,3 +207,43 @@ fn tunnel_token_keys_are_checked() {
         assert_eq!(parse(&v).unwrap_err(), ConfigError::BadTunnelKey, "{bad:?}");
     }
 }
+
+#[test]
+fn token_keys_are_checked_and_sealed_ones_opened() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let with = |keys: serde_json::Value| {
+        let v = serde_json::json!({"role": "gateway", "connectors": [], "token_keys": keys});
+        Config::from_json(v.to_string().as_bytes(), None).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert_eq!(with(serde_json::json!([{"kid": "k1", "key": {"plain": b64(&[7; 32])}}])), Ok(()));
+    let refused = [
+        (serde_json::json!([{"kid": "k 1", "key": {"plain": b64(&[7; 32])}}]), "token_keys[0]: a token key id is"),
+        (serde_json::json!([{"kid": "k1", "key": {"plain": b64(&[7; 16])}}]), "token_keys[0]: a token key is 32 bytes"),
+        (serde_json::json!([{"kid": "k1", "key": {"plain": "%%%"}}]), "token_keys[0]: key.plain is not base64"),
+        (
+            serde_json::json!([{"kid": "k1", "key": {"plain": b64(&[7; 32])}}, {"kid": "k1", "key": {"plain": b64(&[8; 32])}}]),
+            "token key \"k1\" is listed twice",
+        ),
+        (
+            serde_json::json!([{"kid": "k1", "key": {"sealed": "AAAA"}}]),
+            "token key \"k1\" is sealed but Envoy has no key",
+        ),
+    ];
+    for (keys, want) in refused {
+        let err = with(keys.clone()).err().unwrap_or_default();
+        assert!(err.starts_with(want), "{keys}: {err}");
+        assert!(!err.contains(&b64(&[7; 32])), "{err}");
+    }
+    // Sealed under the Envoy key, bound to its kid.
+    let key = crate::seal::Key::from_bytes([3; 32]);
+    let sealed = key.seal(&token_key_aad("k1"), &[7; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let v = serde_json::json!({"role": "gateway", "connectors": [], "token_keys": [{"kid": "k1", "key": {"sealed": sealed}}]});
+    assert!(Config::from_json(v.to_string().as_bytes(), Some(&key)).is_ok());
+    let moved = serde_json::json!({"role": "gateway", "connectors": [], "token_keys": [{"kid": "k2", "key": {"sealed": sealed}}]});
+    let err = Config::from_json(moved.to_string().as_bytes(), Some(&key)).err().map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("token key \"k2\": cannot unseal it: wrong NPM_CONNECTOR_KEY, or the sealed value was altered")
+    );
+}

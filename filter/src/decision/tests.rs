@@ -262,3 +262,42 @@ fn the_clock_is_read_only_for_tokens_that_expire() {
     assert_eq!(outcome(&decide(&c, &req, &|| 9)), "inject 0");
     assert_eq!(outcome(&decide(&c, &req, &|| 10)), "403 ExpiredToken");
 }
+
+/// Stateless tokens: signed under a configured key, for the connector whose route it is, until
+/// they expire; a removed key revokes them.
+#[test]
+fn signed_tokens_grant_their_connector_until_they_expire() {
+    use crate::token::signed::SigningKey;
+    let with_keys = |kids: &[(&str, u8)]| {
+        let mut v: serde_json::Value = serde_json::from_str(&format!(
+            r#"{{"role":"gateway","connectors":[
+                {{"name":"team-a/npm","route":"team-a/npm","cluster":"{CLUSTER}","credential":{{"bearer":{{"token":"a"}}}},"tokens":[]}},
+                {{"name":"team-b/private","route":"team-b/private","cluster":"{CLUSTER}","credential":{{"bearer":{{"token":"b"}}}},"tokens":[]}}]}}"#
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        v["token_keys"] = kids
+            .iter()
+            .map(|(kid, b)| json!({"kid": kid, "key": {"plain": base64::engine::general_purpose::STANDARD.encode([*b; 32])}}))
+            .collect();
+        Config::from_json(v.to_string().as_bytes(), None).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let k1 = SigningKey::new("k1", &[1; 32]).unwrap_or_else(|e| panic!("{e}"));
+    let now = || 1_000u64;
+    let a = format!("Bearer {}", k1.mint("team-a/npm", 2_000, "j1"));
+    let old = format!("Bearer {}", k1.mint("team-a/npm", 1_000, "j2"));
+    let unknown = format!("Bearer {}", k1.mint("team-z/none", 2_000, "j3"));
+    let c = with_keys(&[("k1", 1), ("k2", 2)]);
+    let on = |route: &'static str, auth: &str, cfg: &Config| {
+        let req = Request { authorization: Header::One(auth), ..get(Some(route), Some(CLUSTER)) };
+        outcome(&decide(cfg, &req, &now))
+    };
+    assert_eq!(on("team-a/npm", &a, &c), "inject 0");
+    assert_eq!(on("team-b/private", &a, &c), "403 BadToken", "a token of A used for B");
+    assert_eq!(on("team-a/npm", &old, &c), "403 ExpiredToken");
+    assert_eq!(on("team-a/npm", &unknown, &c), "403 BadToken", "a connector this proxy does not have");
+    assert_eq!(on("team-a/npm", &a, &with_keys(&[("k2", 2)])), "403 BadToken", "key k1 removed: revoked");
+    assert_eq!(on("team-a/npm", &a, &with_keys(&[])), "403 BadToken");
+    // In a proxy URL's userinfo (Basic) too.
+    let token = a.trim_start_matches("Bearer ");
+    assert_eq!(on("team-a/npm", &basic("team-a/npm", token), &c), "inject 0");
+}
