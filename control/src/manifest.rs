@@ -28,6 +28,11 @@ pub const CLEARTEXT_ANNOTATION: &str = "npm-connector.io/allow-cleartext";
 /// mode tunnels blind even under `--unmatched deny`: the CDN a registry redirects tarball
 /// downloads to. Never intercepted, never given a credential.
 pub const TUNNEL_HOSTS_ANNOTATION: &str = "npm-connector.io/tunnel-hosts";
+/// On a Connector: subjects (`sub` claims of ID tokens from a configured issuer) that may
+/// exchange their token for this connector's, besides the ServiceAccounts of its namespace:
+/// comma-separated patterns where `*` matches any run of characters and `?` one
+/// (`system:serviceaccount:build:*`, `repo:acme/app:ref:refs/heads/main`).
+pub const ALLOWED_SUBJECTS_ANNOTATION: &str = "npm-connector.io/allowed-subjects";
 
 fn parse_time(t: &str) -> Option<u64> {
     let st = humantime::parse_rfc3339_weak(t.trim()).ok()?;
@@ -174,6 +179,8 @@ pub struct Connector {
     pub publish: Option<url::Url>,
     /// `host:port`s https-proxy mode may tunnel blind for this connector's clients (a CDN).
     pub tunnel_hosts: Vec<String>,
+    /// Subject patterns allowed to exchange an ID token for this connector's token.
+    pub allowed_subjects: Vec<String>,
 }
 
 impl Connector {

@@ -50,6 +50,16 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     /// Where `/healthz` and `/metrics` are served, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// The token exchange (`POST /v1/token`), if served.
+    pub exchange: Option<ExchangeSetup>,
+}
+
+/// The token exchange's listener, TLS configuration and issuers.
+#[derive(Debug, Clone)]
+pub struct ExchangeSetup {
+    pub listen: SocketAddr,
+    pub tls: std::sync::Arc<rustls::ServerConfig>,
+    pub issuers: crate::exchange::oidc::IssuersFile,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +76,8 @@ pub enum ServeError {
     Pki(#[from] crate::pki::PkiError),
     #[error(transparent)]
     TokenKeys(#[from] crate::token::TokenKeysError),
+    #[error("{0}")]
+    Exchange(String),
     #[error("--mode https-proxy needs --ca-dir: create the connector CA with `npm-connector ca init --dir DIR`")]
     NoCa,
 }
@@ -94,7 +106,7 @@ struct Seen {
 /// The control plane's state and its pure-ish operations; `run` drives it.
 pub struct Engine {
     cfg: ServeConfig,
-    connectors: Vec<Connector>,
+    connectors: std::sync::Arc<Vec<Connector>>,
     tokens: TokenStore,
     /// When each connector's current client token was minted.
     clients: BTreeMap<String, u64>,
@@ -123,7 +135,7 @@ impl Engine {
         };
         let mut e = Engine {
             cfg,
-            connectors,
+            connectors: std::sync::Arc::new(connectors),
             tokens,
             clients: BTreeMap::new(),
             seen: BTreeMap::new(),
@@ -155,7 +167,7 @@ impl Engine {
             Ok(c) => {
                 log::info!("reloaded {} connector(s) from {}", c.len(), self.cfg.manifests.display());
                 warn_if_empty(&c, &self.cfg.manifests);
-                self.connectors = c;
+                self.connectors = std::sync::Arc::new(c);
                 self.metrics.last_reload_failed.store(false, Ordering::Relaxed);
                 self.note_metrics();
                 self.refresh_leaves();
@@ -181,7 +193,7 @@ impl Engine {
 
     /// Leaves for every registry host, renewed when due; whether any changed.
     fn refresh_leaves(&mut self) -> bool {
-        let hosts = render::tls_hosts(&self.connectors);
+        let hosts = render::tls_hosts(self.connectors.as_slice());
         self.leaves.as_mut().is_some_and(|l| l.refresh(&hosts, SystemTime::now()))
     }
 
@@ -195,9 +207,19 @@ impl Engine {
         opts
     }
 
+    /// What the token exchange sees: the current connectors, options and token keys.
+    pub fn exchange_view(&self) -> crate::exchange::View {
+        crate::exchange::View {
+            connectors: std::sync::Arc::clone(&self.connectors),
+            opts: self.opts(),
+            token_keys: self.token_keys.clone(),
+            ttl: self.cfg.token_ttl,
+        }
+    }
+
     /// Remembers when each credential was first seen, to measure its remaining lifetime.
     fn note_credentials(&mut self, now: u64) {
-        for c in &self.connectors {
+        for c in self.connectors.iter() {
             let fp = c.credential.fingerprint();
             let changed = self.seen.get(&c.id()).is_none_or(|s| s.fingerprint != fp);
             if changed {
@@ -210,7 +232,7 @@ impl Engine {
     /// changed since; returns the warnings (also logged).
     fn check_expiry(&mut self, now: u64) -> Vec<String> {
         let mut said = Vec::new();
-        for c in &self.connectors {
+        for c in self.connectors.iter() {
             let (Some(exp), Some(seen)) = (c.credential_expires_at, self.seen.get_mut(&c.id())) else { continue };
             let margin = exp.saturating_sub(seen.since) / 10;
             if now + margin >= exp && !seen.warned {
@@ -243,7 +265,7 @@ impl Engine {
         let opts = self.opts();
         let mut changed = false;
         let ttl = self.cfg.token_ttl;
-        for c in &self.connectors {
+        for c in self.connectors.iter() {
             let due = self.clients.get(&c.id()).is_none_or(|&minted| now >= minted + ttl / 2);
             if !due {
                 continue;

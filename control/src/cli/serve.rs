@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use npm_connector::serve::{self, ServeConfig};
 use npm_connector::token::OsEntropy;
 
@@ -39,10 +39,43 @@ pub struct ServeArgs {
     /// Quiet time after a file change before reloading, in milliseconds.
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
+    /// Serve the token exchange (POST /v1/token, HTTPS) here, e.g. 0.0.0.0:8443: pods and CI
+    /// jobs trade an OIDC ID token for a connector token. Needs --issuers, --token-keys and
+    /// --token-tls-cert/--token-tls-key.
+    #[arg(long)]
+    token_listen: Option<SocketAddr>,
+    /// The exchange's certificate chain (PEM).
+    #[arg(long, requires = "token_listen")]
+    token_tls_cert: Option<PathBuf>,
+    /// The exchange's private key (PEM).
+    #[arg(long, requires = "token_listen")]
+    token_tls_key: Option<PathBuf>,
+    /// Trusted ID-token issuers (YAML: issuers: [{name, kind: kubernetes|github|gitlab|oidc,
+    /// issuer, audience?, jwksFile?, jwksUri?, caFile?}], rateLimit?: {perMinute, burst}).
+    #[arg(long, requires = "token_listen")]
+    issuers: Option<PathBuf>,
     /// Serve /healthz (200 once a snapshot is built) and /metrics (Prometheus) here, e.g.
     /// 0.0.0.0:9090; off unless given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+}
+
+fn exchange_setup(a: &ServeArgs) -> Result<Option<npm_connector::serve::ExchangeSetup>> {
+    let Some(listen) = a.token_listen else { return Ok(None) };
+    let (Some(cert), Some(key), Some(issuers)) = (&a.token_tls_cert, &a.token_tls_key, &a.issuers) else {
+        anyhow::bail!("--token-listen needs --token-tls-cert, --token-tls-key and --issuers: the exchange is HTTPS-only and trusts only the issuers listed");
+    };
+    if a.token_keys.is_none() {
+        anyhow::bail!("--token-listen needs --token-keys: exchanged tokens are signed so that minting changes no Envoy configuration");
+    }
+    let text = std::fs::read_to_string(issuers).with_context(|| format!("--issuers {}", issuers.display()))?;
+    let file: npm_connector::exchange::oidc::IssuersFile =
+        serde_yaml_ng::from_str(&text).with_context(|| format!("--issuers {}", issuers.display()))?;
+    if file.issuers.is_empty() {
+        anyhow::bail!("--issuers {}: no issuers listed; nobody could exchange a token", issuers.display());
+    }
+    let tls = npm_connector::exchange::server::tls_config(cert, key)?;
+    Ok(Some(npm_connector::serve::ExchangeSetup { listen, tls: std::sync::Arc::new(tls), issuers: file }))
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
@@ -63,6 +96,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         tick: Duration::from_secs((a.token_ttl.min(a.deploy.leaf_ttl) / 10).clamp(1, 30)),
         tls: a.deploy.tls_config()?,
         metrics_addr: a.metrics_listen,
+        exchange: exchange_setup(&a)?,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

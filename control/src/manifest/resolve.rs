@@ -150,6 +150,10 @@ pub(super) fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) 
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
+    let allowed_subjects = annotations
+        .get(ALLOWED_SUBJECTS_ANNOTATION)
+        .map(|list| list.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
     Ok(Connector {
         namespace: p.namespace,
         name,
@@ -159,6 +163,7 @@ pub(super) fn resolve(p: Pending, secrets: &BTreeMap<(String, String), Secret>) 
         scope,
         publish,
         tunnel_hosts,
+        allowed_subjects,
     })
 }
 

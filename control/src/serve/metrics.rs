@@ -26,6 +26,16 @@ pub struct ServeMetrics {
     pub connectors: AtomicU64,
     /// Connector → when its registry credential expires (Unix seconds), where known.
     pub expiries: Mutex<BTreeMap<String, u64>>,
+    /// Token exchanges by outcome (`granted` or the refusal reason).
+    pub exchanges: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl ServeMetrics {
+    pub fn count_exchange(&self, outcome: &'static str) {
+        if let Ok(mut e) = self.exchanges.lock() {
+            *e.entry(outcome).or_default() += 1;
+        }
+    }
 }
 
 fn line(out: &mut String, help: &str, kind: &str, name: &str, samples: &[(String, f64)]) {
@@ -107,6 +117,18 @@ pub fn render(m: &ServeMetrics, cache: &Cache, now: u64) -> String {
         "counter",
         "npm_connector_serve_tokens_minted_total",
         &one(g(&m.tokens_minted)),
+    );
+    let exchanges: Vec<(String, f64)> = m
+        .exchanges
+        .lock()
+        .map(|e| e.iter().map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), *n as f64)).collect())
+        .unwrap_or_default();
+    line(
+        &mut out,
+        "ID-token exchanges at /v1/token, by outcome (granted, or why refused)",
+        "counter",
+        "npm_connector_serve_exchanges_total",
+        &exchanges,
     );
     let expiries: Vec<(String, f64)> = m
         .expiries

@@ -1,6 +1,7 @@
 //! `serve`'s event loop: the xDS and metrics servers, file watching, SIGHUP, ticks, and the
 //! shutdown that ends every stream.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::Watcher as _;
@@ -27,6 +28,31 @@ pub async fn run(
             let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| ServeError::Bind(addr, e))?;
             log::info!("/healthz and /metrics on {addr}");
             Some(tokio::spawn(metrics::serve_http(l, engine.metrics.clone(), cache.clone())))
+        }
+    };
+    let exchange_handle = axum_server::Handle::new();
+    let exchange = match &cfg.exchange {
+        None => None,
+        Some(x) => {
+            let issuers = crate::exchange::oidc::Issuers::new(x.issuers.issuers.clone())
+                .map_err(|e| ServeError::Exchange(e.to_string()))?;
+            let view = Arc::new(RwLock::new(Arc::new(engine.exchange_view())));
+            let ex = Arc::new(crate::exchange::Exchange::new(
+                issuers,
+                x.issuers.rate_limit,
+                view.clone(),
+                engine.metrics.clone(),
+            ));
+            let l = std::net::TcpListener::bind(x.listen).map_err(|e| ServeError::Bind(x.listen, e))?;
+            l.set_nonblocking(true).map_err(|e| ServeError::Bind(x.listen, e))?;
+            log::info!("token exchange (POST /v1/token, HTTPS) on {}", x.listen);
+            let (tls, handle) = ((*x.tls).clone(), exchange_handle.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::exchange::server::serve(l, tls, ex, handle).await {
+                    log::error!("token exchange stopped: {e}");
+                }
+            });
+            Some(view)
         }
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -102,7 +128,14 @@ pub async fn run(
                 }
             }
         }
+        // The exchange mints for the connectors and keys of the last good reload.
+        if let Some(view) = &exchange {
+            if let Ok(mut v) = view.write() {
+                *v = Arc::new(engine.exchange_view());
+            }
+        }
     }
+    exchange_handle.shutdown();
     // A graceful shutdown waits for every ADS stream, and an Envoy never ends its stream on its
     // own: stop accepting, give in-flight responses a moment, then drop the connections. The
     // Envoys keep their last configuration and reconnect (to a restarted serve or a replica).

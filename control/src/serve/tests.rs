@@ -50,6 +50,7 @@ fn engine_with_keys(
         tick: Duration::from_secs(1),
         tls: None,
         metrics_addr: None,
+        exchange: None,
     };
     Engine::new(cfg, Box::new(Counter(0))).unwrap()
 }
