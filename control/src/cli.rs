@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod keygen;
+pub mod login;
 pub mod render;
 pub mod serve;
 pub mod token;

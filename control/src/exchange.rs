@@ -162,7 +162,11 @@ impl Exchange {
         })?;
         let who = self.issuers.verify(jwt).await?;
         if self.limiter.check_key(&who.sub).is_err() {
-            return Err(refused(429, "rate_limited", format!("too many exchanges for subject {:?}; retry later", who.sub)));
+            return Err(refused(
+                429,
+                "rate_limited",
+                format!("too many exchanges for subject {:?}; retry later", who.sub),
+            ));
         }
         let view = Arc::clone(&*self.view.read().map_err(|_| refused(500, "internal", "state unavailable"))?);
         let connector = view.connectors.iter().find(|c| c.id() == req.connector).ok_or_else(|| {
@@ -178,7 +182,9 @@ impl Exchange {
             .token_keys
             .mint(&connector.id(), expires_at)
             .map_err(|e| refused(500, "internal", e.to_string()))?
-            .ok_or_else(|| refused(503, "no_token_keys", "serve has no token keys (--token-keys); it cannot mint tokens"))?;
+            .ok_or_else(|| {
+                refused(503, "no_token_keys", "serve has no token keys (--token-keys); it cannot mint tokens")
+            })?;
         let files = match req.tool {
             None => BTreeMap::new(),
             Some(tool) => client_files(connector, &view.opts, &token, tool, req.dir)?,

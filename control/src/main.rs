@@ -34,6 +34,8 @@ enum Cmd {
     Token(cli::token::TokenArgs),
     /// The connector CA for HTTPS-proxy mode.
     Ca(cli::ca::CaArgs),
+    /// Exchange this pod's or CI job's ID token for a connector token and write client files.
+    Login(Box<cli::login::LoginArgs>),
 }
 
 fn main() -> Result<()> {
@@ -46,5 +48,6 @@ fn main() -> Result<()> {
         Cmd::Serve(a) => cli::serve::run(*a),
         Cmd::Token(a) => cli::token::run(a),
         Cmd::Ca(a) => cli::ca::run(a),
+        Cmd::Login(a) => cli::login::run(*a),
     }
 }

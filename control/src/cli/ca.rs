@@ -1,4 +1,5 @@
-//! `npm-connector ca init`: the connector CA for HTTPS-proxy mode (its key stays in DIR, 0600).
+//! `npm-connector ca init`: the connector CA for HTTPS-proxy mode (its key stays in DIR, 0600);
+//! `ca leaf`: a server certificate from it (the token exchange's, `serve --token-tls-cert`).
 
 use std::path::PathBuf;
 
@@ -22,6 +23,21 @@ enum CaCmd {
         #[arg(long, default_value = "npm-connector CA")]
         name: String,
     },
+    /// Issue a server certificate from the CA: <out>/tls.crt and <out>/tls.key (0600).
+    Leaf {
+        /// The CA's directory (from `ca init`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS names or IP addresses the certificate is for (repeat).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Where to write tls.crt and tls.key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity, e.g. 90d.
+        #[arg(long, value_parser = super::parse_ttl, default_value = "90d")]
+        ttl: u64,
+    },
 }
 
 pub fn run(a: CaArgs) -> Result<()> {
@@ -29,6 +45,22 @@ pub fn run(a: CaArgs) -> Result<()> {
         CaCmd::Init { dir, name } => {
             let cert = pki::init(&dir, &name)?;
             println!("created {} (clients trust it); the key stays in {}", cert.display(), dir.display());
+        }
+        CaCmd::Leaf { dir, hosts, out, ttl } => {
+            let ca = pki::Ca::load(&dir)?;
+            let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let leaf = ca.mint_leaf(&names, std::time::SystemTime::now(), std::time::Duration::from_secs(ttl))?;
+            use secrecy::ExposeSecret as _;
+            let files = [
+                npm_connector::render::OutFile { path: "tls.crt".into(), contents: leaf.cert_pem, secret: false },
+                npm_connector::render::OutFile {
+                    path: "tls.key".into(),
+                    contents: leaf.key_pem.expose_secret().to_owned(),
+                    secret: true,
+                },
+            ];
+            npm_connector::output::write(&out, &files)?;
+            println!("wrote {0}/tls.crt and {0}/tls.key for {1}", out.display(), hosts.join(", "));
         }
     }
     Ok(())

@@ -182,7 +182,8 @@ impl Issuer {
     }
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
-        let resp = self.http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(|e| format!("{url}: {e}"))?;
+        let resp =
+            self.http.get(url).timeout(Duration::from_secs(10)).send().await.map_err(|e| format!("{url}: {e}"))?;
         if !resp.status().is_success() {
             return Err(format!("{url}: HTTP {}", resp.status()));
         }
@@ -203,7 +204,9 @@ impl Issuer {
                 return Ok(k);
             }
         }
-        let may_refetch = cache.as_ref().is_none_or(|c| !fresh || c.fetched.elapsed() >= MIN_REFETCH);
+        // A file is cheap to re-read; an issuer's endpoint is asked at most every MIN_REFETCH.
+        let may_refetch =
+            self.cfg.jwks_file.is_some() || cache.as_ref().is_none_or(|c| !fresh || c.fetched.elapsed() >= MIN_REFETCH);
         if may_refetch {
             match self.fetch().await {
                 Ok(keys) => *cache = Some(Cached { keys, fetched: Instant::now() }),

@@ -54,7 +54,10 @@ async fn token(State(ex): State<Arc<Exchange>>, headers: HeaderMap, body: Bytes)
         Ok(r) => r,
         Err(e) => {
             ex.metrics.count_exchange("bad_request");
-            return json_error(400, &format!("the body must be JSON {{\"connector\": \"ns/name\", \"tool\": ...}}: {e}"));
+            return json_error(
+                400,
+                &format!("the body must be JSON {{\"connector\": \"ns/name\", \"tool\": ...}}: {e}"),
+            );
         }
     };
     let bearer = headers
@@ -73,7 +76,8 @@ async fn token(State(ex): State<Arc<Exchange>>, headers: HeaderMap, body: Bytes)
                 g.response.expires_at
             );
             let body = serde_json::to_string(&g.response).unwrap_or_default();
-            (StatusCode::OK, [("content-type", "application/json"), ("cache-control", "no-store")], body).into_response()
+            (StatusCode::OK, [("content-type", "application/json"), ("cache-control", "no-store")], body)
+                .into_response()
         }
         Err(r) => {
             log::warn!("exchange for {connector:?} refused ({}): {}", r.reason, r.message);
