@@ -7,6 +7,7 @@ pub mod configmap;
 pub mod control;
 pub mod envoy;
 pub mod front;
+pub mod oidc;
 pub mod pki;
 pub mod plane;
 pub mod procs;

@@ -72,6 +72,11 @@ impl Plane {
     }
 
     pub fn serve(&self, key: &Path, log: &str, ttl: &str) -> Daemon {
+        self.serve_with(key, log, ttl, &[])
+    }
+
+    /// `serve` with more options (the token exchange's).
+    pub fn serve_with(&self, key: &Path, log: &str, ttl: &str, extra: &[String]) -> Daemon {
         let mut args: Vec<String> = vec![
             "-d".into(),
             self.dir.join("manifests").display().to_string(),
@@ -91,12 +96,17 @@ impl Plane {
             format!("127.0.0.1:{}", self.metrics_port),
         ];
         args.extend(self.deploy_args(10000));
+        args.extend(extra.iter().cloned());
         control::serve(&args, self.dir.join(log))
     }
 
     /// `render --xds` for one node, then Envoy on it.
     pub fn envoy(&self, node: &str, key: &str) -> Envoy {
-        let listen = free_port();
+        self.envoy_on(node, key, free_port())
+    }
+
+    /// `render --xds` for one node listening on `listen`, then Envoy on it.
+    pub fn envoy_on(&self, node: &str, key: &str, listen: u16) -> Envoy {
         let out = self.dir.join(format!("envoy-{node}"));
         let mut args: Vec<String> = vec![
             "render".into(),

@@ -42,7 +42,8 @@ pub struct LoginArgs {
     /// Write every file into this directory instead of the user-level locations.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// CA certificates (PEM) to verify the server with (the connector CA), instead of public roots.
+    /// CA certificates (PEM) to verify the server (and the CI's ID-token endpoint) with, besides
+    /// the public roots: the CA that issued the exchange's certificate.
     #[arg(long)]
     ca_file: Option<PathBuf>,
 }
@@ -72,7 +73,7 @@ fn id_token(a: &LoginArgs, rt: &tokio::runtime::Runtime) -> Result<String> {
         };
         let mut url = url::Url::parse(&url).context("ACTIONS_ID_TOKEN_REQUEST_URL")?;
         url.query_pairs_mut().append_pair("audience", &a.audience);
-        let client = oidc::http_client(None).map_err(anyhow::Error::msg)?;
+        let client = oidc::http_client(a.ca_file.as_deref()).map_err(anyhow::Error::msg)?;
         let v: serde_json::Value = rt.block_on(async {
             let r = client.get(url).bearer_auth(bearer).send().await.context("GitHub Actions ID-token request")?;
             if !r.status().is_success() {

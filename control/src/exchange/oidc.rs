@@ -73,7 +73,7 @@ pub struct IssuerConfig {
     /// The JWKS URL, if not found by discovery (`<issuer>/.well-known/openid-configuration`).
     #[serde(default)]
     pub jwks_uri: Option<String>,
-    /// CA certificates (PEM) to verify the issuer's HTTPS with, instead of public roots.
+    /// CA certificates (PEM) to verify the issuer's HTTPS with, besides the public roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
 }
@@ -287,9 +287,10 @@ impl Issuers {
     }
 }
 
-/// An HTTPS client trusting `ca_file` (PEM) or the public web roots.
+/// An HTTPS client trusting the public web roots and `ca_file` (PEM), if given.
 pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
     let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     match ca_file {
         Some(f) => {
             let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
@@ -298,7 +299,7 @@ pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client,
                 roots.add(cert).map_err(|e| format!("{}: {e}", f.display()))?;
             }
         }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        None => {}
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
