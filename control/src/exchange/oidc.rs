@@ -291,15 +291,12 @@ impl Issuers {
 pub fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    match ca_file {
-        Some(f) => {
-            let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| format!("{}: {e}", f.display()))?;
-                roots.add(cert).map_err(|e| format!("{}: {e}", f.display()))?;
-            }
+    if let Some(f) = ca_file {
+        let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| format!("{}: {e}", f.display()))?;
+            roots.add(cert).map_err(|e| format!("{}: {e}", f.display()))?;
         }
-        None => {}
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
