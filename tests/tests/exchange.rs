@@ -66,6 +66,18 @@ fn pods_and_ci_jobs_exchange_their_id_tokens_for_connector_tokens() {
     std::fs::create_dir_all(&keys_dir).unwrap_or_else(|e| panic!("{e}"));
     control::keygen(&keys_dir.join("2026-11-01"));
     let (gw_port, tx_port) = (free_port(), free_port());
+    // The exchange's certificate, from the connector CA (the test CA was made by `ca init`).
+    let tx_tls = d.join("exchange-tls");
+    control::run(&[
+        "ca",
+        "leaf",
+        "--dir",
+        &d.display().to_string(),
+        "--host",
+        "127.0.0.1",
+        "--out",
+        &tx_tls.display().to_string(),
+    ]);
     let server = format!("https://127.0.0.1:{tx_port}");
     let extra: Vec<String> = [
         "--token-keys",
@@ -73,9 +85,9 @@ fn pods_and_ci_jobs_exchange_their_id_tokens_for_connector_tokens() {
         "--token-listen",
         &format!("127.0.0.1:{tx_port}"),
         "--token-tls-cert",
-        &pki.server_cert.display().to_string(),
+        &tx_tls.join("tls.crt").display().to_string(),
         "--token-tls-key",
-        &pki.server_key.display().to_string(),
+        &tx_tls.join("tls.key").display().to_string(),
         "--issuers",
         &issuers.display().to_string(),
         "--public-url",
