@@ -91,6 +91,21 @@ impl Ca {
     /// Mints a leaf naming `hosts` (DNS names or IP addresses; the first is also the common
     /// name), valid from an hour ago for `validity`, signed by this CA.
     pub fn mint_leaf(&self, hosts: &[&str], now: SystemTime, validity: Duration) -> Result<Leaf, PkiError> {
+        self.mint(hosts, now, validity, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate (an Envoy's, for mutual TLS with serve's xDS port), named like a leaf.
+    pub fn mint_client(&self, names: &[&str], now: SystemTime, validity: Duration) -> Result<Leaf, PkiError> {
+        self.mint(names, now, validity, rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn mint(
+        &self,
+        hosts: &[&str],
+        now: SystemTime,
+        validity: Duration,
+        purpose: rcgen::ExtendedKeyUsagePurpose,
+    ) -> Result<Leaf, PkiError> {
         let ca_key = KeyPair::from_pem(self.key_pem.expose_secret()).map_err(cert_err)?;
         let ca_params = CertificateParams::from_ca_cert_pem(&self.cert_pem).map_err(cert_err)?;
         let issuer = ca_params.self_signed(&ca_key).map_err(cert_err)?;
@@ -103,7 +118,7 @@ impl Ca {
         }
         p.distinguished_name.push(DnType::CommonName, hosts.first().copied().unwrap_or("npm-connector"));
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        p.extended_key_usages = vec![purpose];
         p.not_before = odt(now - Duration::from_secs(3600));
         let not_after = now + validity;
         p.not_after = odt(not_after);

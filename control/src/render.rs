@@ -7,7 +7,7 @@ mod envoy;
 mod filter;
 mod https;
 
-pub use dynamic::{xds_bootstrap, XdsTarget, XDS_CLUSTER};
+pub use dynamic::{xds_bootstrap, Xds, XdsClientTls, XdsTarget, XDS_CLUSTER};
 pub use envoy::{ConfigSource, Resources, ACCESS_LOG_FORMAT, WASM_TYPE_URL};
 
 use std::collections::BTreeMap;

@@ -52,6 +52,26 @@ pub struct ServeConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// The token exchange (`POST /v1/token`), if served.
     pub exchange: Option<ExchangeSetup>,
+    /// Mutual TLS on the xDS port: serve's certificate and key, and the CA Envoys' client
+    /// certificates must chain to (PEM text).
+    pub xds_tls: Option<XdsTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct XdsTls {
+    pub cert_pem: String,
+    pub key_pem: secrecy::SecretString,
+    pub client_ca_pem: String,
+}
+
+impl XdsTls {
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        use secrecy::ExposeSecret as _;
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&self.cert_pem, self.key_pem.expose_secret()))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&self.client_ca_pem))
+            .client_auth_optional(false)
+    }
 }
 
 /// The token exchange's listener, TLS configuration and issuers.

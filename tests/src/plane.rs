@@ -37,6 +37,14 @@ pub fn many_manifests(n: usize, distinct_hosts: bool, rotation: usize) -> String
     y
 }
 
+/// A `serve` replica's ports and its own state and client-file directories (under the plane's).
+pub struct Replica {
+    pub xds_port: u16,
+    pub metrics_port: u16,
+    pub state: &'static str,
+    pub clients: &'static str,
+}
+
 pub struct Plane {
     pub dir: PathBuf,
     pub xds_port: u16,
@@ -77,15 +85,22 @@ impl Plane {
 
     /// `serve` with more options (the token exchange's).
     pub fn serve_with(&self, key: &Path, log: &str, ttl: &str, extra: &[String]) -> Daemon {
+        let r =
+            Replica { xds_port: self.xds_port, metrics_port: self.metrics_port, state: "state", clients: "clients" };
+        self.serve_replica(&r, key, log, ttl, extra)
+    }
+
+    /// One `serve` replica over the plane's manifests, on its own ports and directories.
+    pub fn serve_replica(&self, r: &Replica, key: &Path, log: &str, ttl: &str, extra: &[String]) -> Daemon {
         let mut args: Vec<String> = vec![
             "-d".into(),
             self.dir.join("manifests").display().to_string(),
             "--xds-listen".into(),
-            format!("127.0.0.1:{}", self.xds_port),
+            format!("127.0.0.1:{}", r.xds_port),
             "--state".into(),
-            self.dir.join("state").display().to_string(),
+            self.dir.join(r.state).display().to_string(),
             "--clients".into(),
-            self.dir.join("clients").display().to_string(),
+            self.dir.join(r.clients).display().to_string(),
             "--key-file".into(),
             key.display().to_string(),
             "--token-ttl".into(),
@@ -93,7 +108,7 @@ impl Plane {
             "--debounce-ms".into(),
             "50".into(),
             "--metrics-listen".into(),
-            format!("127.0.0.1:{}", self.metrics_port),
+            format!("127.0.0.1:{}", r.metrics_port),
         ];
         args.extend(self.deploy_args(10000));
         args.extend(extra.iter().cloned());
@@ -107,17 +122,21 @@ impl Plane {
 
     /// `render --xds` for one node listening on `listen`, then Envoy on it.
     pub fn envoy_on(&self, node: &str, key: &str, listen: u16) -> Envoy {
+        self.envoy_xds(node, key, listen, &["--xds".into(), format!("grpc://127.0.0.1:{}", self.xds_port)])
+    }
+
+    /// `render` with these `--xds…` options for one node, then Envoy on it.
+    pub fn envoy_xds(&self, node: &str, key: &str, listen: u16, xds: &[String]) -> Envoy {
         let out = self.dir.join(format!("envoy-{node}"));
         let mut args: Vec<String> = vec![
             "render".into(),
             "-o".into(),
             out.display().to_string(),
-            "--xds".into(),
-            format!("grpc://127.0.0.1:{}", self.xds_port),
             "--node-id".into(),
             node.into(),
             "--no-validate".into(),
         ];
+        args.extend(xds.iter().cloned());
         args.extend(self.deploy_args(listen));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         control::run(&refs);

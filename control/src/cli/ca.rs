@@ -23,7 +23,7 @@ enum CaCmd {
         #[arg(long, default_value = "npm-connector CA")]
         name: String,
     },
-    /// Issue a server certificate from the CA: <out>/tls.crt and <out>/tls.key (0600).
+    /// Issue a server (or --client) certificate from the CA: <out>/tls.crt and <out>/tls.key (0600).
     Leaf {
         /// The CA's directory (from `ca init`).
         #[arg(long)]
@@ -37,6 +37,9 @@ enum CaCmd {
         /// Validity, e.g. 90d.
         #[arg(long, value_parser = super::parse_ttl, default_value = "90d")]
         ttl: u64,
+        /// A client certificate (an Envoy's, for `render --xds-client-cert`), not a server's.
+        #[arg(long)]
+        client: bool,
     },
 }
 
@@ -46,10 +49,12 @@ pub fn run(a: CaArgs) -> Result<()> {
             let cert = pki::init(&dir, &name)?;
             println!("created {} (clients trust it); the key stays in {}", cert.display(), dir.display());
         }
-        CaCmd::Leaf { dir, hosts, out, ttl } => {
+        CaCmd::Leaf { dir, hosts, out, ttl, client } => {
             let ca = pki::Ca::load(&dir)?;
             let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
-            let leaf = ca.mint_leaf(&names, std::time::SystemTime::now(), std::time::Duration::from_secs(ttl))?;
+            let (now, validity) = (std::time::SystemTime::now(), std::time::Duration::from_secs(ttl));
+            let leaf =
+                if client { ca.mint_client(&names, now, validity)? } else { ca.mint_leaf(&names, now, validity)? };
             use secrecy::ExposeSecret as _;
             let files = [
                 npm_connector::render::OutFile { path: "tls.crt".into(), contents: leaf.cert_pem, secret: false },

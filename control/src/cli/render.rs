@@ -35,9 +35,19 @@ pub struct RenderArgs {
     #[arg(long)]
     no_validate: bool,
     /// Write a bootstrap that takes everything from `npm-connector serve` at this address
-    /// (grpc://HOST:PORT) instead of a static one; the client files then come from `serve --clients`.
+    /// (grpc://HOST:PORT) instead of a static one; the client files then come from `serve --clients`
+    /// or `login`. Repeat for several replicas (a name resolving to several addresses counts too).
     #[arg(long, conflicts_with = "xds_dir")]
-    xds: Option<url::Url>,
+    xds: Vec<url::Url>,
+    /// Mutual TLS to serve's xDS port: Envoy's client certificate (PEM)...
+    #[arg(long, requires_all = ["xds_client_key", "xds_ca"])]
+    xds_client_cert: Option<PathBuf>,
+    /// ...its private key...
+    #[arg(long, requires = "xds_client_cert")]
+    xds_client_key: Option<PathBuf>,
+    /// ...and the CA that issued serve's certificate (`serve --xds-tls-cert`).
+    #[arg(long, requires = "xds_client_cert")]
+    xds_ca: Option<PathBuf>,
     /// Write file-based xDS into this directory (watched by Envoy, files replaced atomically)
     /// and a bootstrap that reads it: updates need no control-plane process.
     #[arg(long)]
@@ -74,7 +84,7 @@ pub fn run(a: RenderArgs) -> Result<()> {
     };
     let loaded = manifest::load_report_with(&sources, &a.deploy.namespace, &volumes)?;
     // Only a control plane's snapshot may be empty (it revokes); a static render of nothing is a mistake.
-    if loaded.connectors.is_empty() && a.xds.is_none() {
+    if loaded.connectors.is_empty() && a.xds.is_empty() {
         bail!("{}", loaded.why_empty(&sources));
     }
     let connectors = loaded.connectors;
@@ -84,17 +94,23 @@ pub fn run(a: RenderArgs) -> Result<()> {
     let out = absolute(&a.out)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let admin = a.admin_socket.as_deref().map(absolute).transpose()?.unwrap_or_else(|| out.join("admin.sock"));
-    let mut opts = a.deploy.options(admin, a.token_ttl.map(|t| now + t), a.xds.is_none())?;
-    if a.xds.is_none() {
+    let mut opts = a.deploy.options(admin, a.token_ttl.map(|t| now + t), a.xds.is_empty())?;
+    if a.xds.is_empty() {
         opts.tls = a.deploy.tls(&connectors, &out)?;
     }
-    let files = match (&a.xds, &a.xds_dir) {
-        (Some(url), _) => {
-            let target = render::XdsTarget::parse(url)?;
-            render::xds_bootstrap(&opts, &a.node_id, &target)?
+    let files = match (a.xds.is_empty(), &a.xds_dir) {
+        (false, _) => {
+            let targets = a.xds.iter().map(render::XdsTarget::parse).collect::<Result<Vec<_>, _>>()?;
+            let tls = match (&a.xds_client_cert, &a.xds_client_key, &a.xds_ca) {
+                (Some(cert), Some(key), Some(ca)) => {
+                    Some(render::XdsClientTls { cert: absolute(cert)?, key: absolute(key)?, ca: absolute(ca)? })
+                }
+                _ => None,
+            };
+            render::xds_bootstrap(&opts, &a.node_id, &render::Xds { targets, tls })?
         }
-        (None, Some(dir)) => render::xds_dir(&connectors, &opts, &absolute(dir)?, &mut OsEntropy)?,
-        (None, None) => render::render(&connectors, &opts, &mut OsEntropy)?,
+        (true, Some(dir)) => render::xds_dir(&connectors, &opts, &absolute(dir)?, &mut OsEntropy)?,
+        (true, None) => render::render(&connectors, &opts, &mut OsEntropy)?,
     };
     let xds_dir = a.xds_dir.as_deref().map(absolute).transpose()?;
     // Validate first, on a staged copy: a bootstrap Envoy rejects writes nothing (no fresh

@@ -39,6 +39,16 @@ pub struct ServeArgs {
     /// Quiet time after a file change before reloading, in milliseconds.
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
+    /// Mutual TLS on the xDS port (it carries sealed credentials and https-proxy leaf keys):
+    /// serve's certificate (PEM)...
+    #[arg(long, requires_all = ["xds_tls_key", "xds_client_ca"])]
+    xds_tls_cert: Option<PathBuf>,
+    /// ...its private key...
+    #[arg(long, requires = "xds_tls_cert")]
+    xds_tls_key: Option<PathBuf>,
+    /// ...and the CA every Envoy's client certificate must chain to (`ca leaf --client`).
+    #[arg(long, requires = "xds_tls_cert")]
+    xds_client_ca: Option<PathBuf>,
     /// Serve the token exchange (POST /v1/token, HTTPS) here, e.g. 0.0.0.0:8443: pods and CI
     /// jobs trade an OIDC ID token for a connector token. Needs --issuers, --token-keys and
     /// --token-tls-cert/--token-tls-key.
@@ -97,6 +107,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
         tls: a.deploy.tls_config()?,
         metrics_addr: a.metrics_listen,
         exchange: exchange_setup(&a)?,
+        xds_tls: match (&a.xds_tls_cert, &a.xds_tls_key, &a.xds_client_ca) {
+            (Some(c), Some(k), Some(ca)) => {
+                let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| p.display().to_string());
+                Some(serve::XdsTls { cert_pem: read(c)?, key_pem: read(k)?.into(), client_ca_pem: read(ca)? })
+            }
+            _ => None,
+        },
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

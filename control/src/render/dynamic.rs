@@ -30,19 +30,46 @@ impl XdsTarget {
     }
 }
 
+/// Envoy's client certificate for mutual TLS with `serve`, and the CA that issued serve's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsClientTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// The control plane as a bootstrap reaches it: one or more `serve` replicas (a DNS name
+/// resolving to several, e.g. a headless Service, counts as several), optionally over mTLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xds {
+    pub targets: Vec<XdsTarget>,
+    pub tls: Option<XdsClientTls>,
+}
+
 /// A bootstrap that gets listeners, clusters and the filter's configuration (ECDS) from
-/// `serve` over ADS. The node's metadata tells `serve` where this Envoy's listener binds.
-pub fn xds_bootstrap(opts: &Options, node_id: &str, target: &XdsTarget) -> Result<Vec<OutFile>, RenderError> {
+/// `serve` over ADS. The node's metadata tells `serve` where this Envoy's listener binds. With
+/// several replicas, the ADS stream goes to one and reconnects to another when it fails; the
+/// Envoy keeps its configuration meanwhile.
+pub fn xds_bootstrap(opts: &Options, node_id: &str, xds: &Xds) -> Result<Vec<OutFile>, RenderError> {
     let mut doc = bootstrap_base(opts, node_id);
     doc["node"]["metadata"] = json!({"npm_connector_listen": opts.listen.to_string()});
-    let address = match opts.resolve.get(&target.host) {
-        Some(ip) => ip.to_string(),
-        None => target.host.clone(),
-    };
-    let dns = address.parse::<std::net::IpAddr>().is_err();
+    let addresses: Vec<(String, u16)> = xds
+        .targets
+        .iter()
+        .map(|t| match opts.resolve.get(&t.host) {
+            Some(ip) => (ip.to_string(), t.port),
+            None => (t.host.clone(), t.port),
+        })
+        .collect();
+    let dns = addresses.iter().any(|(a, _)| a.parse::<std::net::IpAddr>().is_err());
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|(a, p)| json!({"endpoint": {"address": {"socket_address": {"address": a, "port_value": p}}}}))
+        .collect();
     let mut cluster = json!({
         "name": XDS_CLUSTER,
-        "type": if dns { "LOGICAL_DNS" } else { "STATIC" },
+        // STRICT_DNS: every address a name resolves to is an endpoint (each replica).
+        "type": if dns { "STRICT_DNS" } else { "STATIC" },
         "connect_timeout": "2s",
         // gRPC needs HTTP/2; keepalive notices a control plane that vanished without a FIN.
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -50,11 +77,33 @@ pub fn xds_bootstrap(opts: &Options, node_id: &str, target: &XdsTarget) -> Resul
             "explicit_http_config": {"http2_protocol_options": {
                 "connection_keepalive": {"interval": "10s", "timeout": "5s"}}}}},
         "upstream_connection_options": {"tcp_keepalive": {"keepalive_time": 30, "keepalive_interval": 10, "keepalive_probes": 3}},
-        "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-            "socket_address": {"address": address, "port_value": target.port}}}}]}]},
+        "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": endpoints}]},
     });
     if dns {
         cluster["dns_lookup_family"] = json!("V4_PREFERRED");
+    }
+    if let Some(tls) = &xds.tls {
+        // serve's certificate must chain to `ca` and name the host Envoy dialled.
+        let sans: Vec<Value> = xds
+            .targets
+            .iter()
+            .map(|t| {
+                let kind = if t.host.parse::<std::net::IpAddr>().is_ok() { "IP_ADDRESS" } else { "DNS" };
+                json!({"san_type": kind, "matcher": {"exact": t.host}})
+            })
+            .collect();
+        let mut ctx = json!({
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [{"certificate_chain": {"filename": tls.cert.display().to_string()},
+                                      "private_key": {"filename": tls.key.display().to_string()}}],
+                "validation_context": {"trusted_ca": {"filename": tls.ca.display().to_string()},
+                                       "match_typed_subject_alt_names": sans}}});
+        if let Some(first) = xds.targets.first().filter(|t| t.host.parse::<std::net::IpAddr>().is_err()) {
+            ctx["sni"] = json!(first.host);
+        }
+        cluster["transport_socket"] = json!({"name": "envoy.transport_sockets.tls", "typed_config": ctx});
     }
     doc["static_resources"] = json!({"clusters": [cluster]});
     doc["dynamic_resources"] = json!({

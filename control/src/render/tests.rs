@@ -245,8 +245,8 @@ fn example_key_file_matches_the_golden_key() {
 fn golden_xds_bootstrap() {
     let mut o = opts(Mode::Gateway);
     o.sealing = Sealing::Plaintext; // it carries no credential
-    let target = XdsTarget { host: "npm-connector.build.svc".into(), port: 18000 };
-    let files = xds_bootstrap(&o, "envoy-a", &target).unwrap();
+    let xds = Xds { targets: vec![XdsTarget { host: "npm-connector.build.svc".into(), port: 18000 }], tls: None };
+    let files = xds_bootstrap(&o, "envoy-a", &xds).unwrap();
     let text = &files[0].contents;
     for want in [
         "set_node_on_first_message_only: true",

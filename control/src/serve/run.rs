@@ -21,7 +21,11 @@ pub async fn run(
     engine.tick(now());
     let (cache, mut announced) = Cache::new();
     let listener = tokio::net::TcpListener::bind(cfg.xds_addr).await.map_err(|e| ServeError::Bind(cfg.xds_addr, e))?;
-    log::info!("xDS (ADS, state of the world) on {}", cfg.xds_addr);
+    log::info!(
+        "xDS (ADS, state of the world) on {}{}",
+        cfg.xds_addr,
+        if cfg.xds_tls.is_some() { ", mutual TLS" } else { ", plaintext" }
+    );
     let http = match cfg.metrics_addr {
         None => None,
         Some(addr) => {
@@ -57,11 +61,12 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_cache = cache.clone();
+    let xds_tls = cfg.xds_tls.as_ref().map(super::XdsTls::server_config);
     let server = tokio::spawn(async move {
         let stopped = async {
             let _ = stop_rx.await;
         };
-        if let Err(e) = crate::xds::server::serve(listener, server_cache, stopped).await {
+        if let Err(e) = crate::xds::server::serve(listener, server_cache, xds_tls, stopped).await {
             log::error!("xDS server stopped: {e}");
         }
     });

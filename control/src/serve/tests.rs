@@ -51,6 +51,7 @@ fn engine_with_keys(
         tls: None,
         metrics_addr: None,
         exchange: None,
+        xds_tls: None,
     };
     Engine::new(cfg, Box::new(Counter(0))).unwrap()
 }

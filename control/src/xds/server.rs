@@ -38,9 +38,14 @@ pub fn service(cache: Arc<Cache>) -> AggregatedDiscoveryServiceServer<Ads> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cache: Arc<Cache>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(service(cache))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
