@@ -20,7 +20,7 @@ export NPM_CONNECTOR_BIN := $(CURDIR)/target/debug/npm-connector
 # Core unit tests compiled to wasm32-wasip1 run under Node's WASI.
 export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/wasi/run.mjs
 
-.PHONY: test unit wasm-unit e2e lint wasm tools toolchain envoy node-tools demo bench e2e-docker render-example golden clean
+.PHONY: test unit wasm-unit e2e lint wasm tools toolchain envoy k8s-tools node-tools demo bench e2e-docker render-example golden clean
 
 ## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests
 test: lint unit wasm-unit e2e
@@ -37,13 +37,22 @@ $(ENVOY):
 
 envoy: $(ENVOY)
 
+# deploy/'s checks: kubectl (kustomize built in, from the machine's apt sources) and
+# kubernetes-validate (PyPI, pinned) in the same venv as Envoy.
+K8S_VALIDATE := $(VENV)/bin/kubernetes-validate
+$(K8S_VALIDATE): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==1.32.0
+
+k8s-tools: $(K8S_VALIDATE)
+	@command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubectl)
+
 $(NODE_TOOLS): tests/registry/package.json tests/registry/package-lock.json
 	cd tests/registry && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 node-tools: $(NODE_TOOLS)
 
-tools: toolchain envoy node-tools
+tools: toolchain envoy node-tools k8s-tools
 
 # The release profile optimises for size ("s"); the filter is built at opt-level 3, which runs
 # the packument rewriter about twice as fast in V8 for +10 KB (make bench's rewrite section).
