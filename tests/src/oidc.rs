@@ -52,7 +52,7 @@ pub fn now() -> u64 {
 /// A projected ServiceAccount token's claims (audience `aud`, valid until `exp`).
 pub fn service_account(iss: &str, ns: &str, sa: &str, aud: &str, exp: u64) -> Value {
     json!({"iss": iss, "aud": [aud], "sub": format!("system:serviceaccount:{ns}:{sa}"), "exp": exp,
-           "iat": exp - 600, "nbf": exp - 600,
+           "iat": (exp - 600).min(now()), "nbf": (exp - 600).min(now()),
            "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": sa, "uid": "3a4f-sa"},
                              "pod": {"name": format!("{sa}-pod"), "uid": "7b1c-pod"}}})
 }

@@ -29,6 +29,26 @@ pub(crate) enum Filter {
     /// The same request with 10,000 connectors configured (one route and token map lookup
     /// each, whatever the number).
     Ours10k,
+    /// A stateless signed token (`npmc_s1`, HMAC-SHA256 checked per request) instead of a
+    /// hashed one.
+    OursSigned,
+}
+
+/// The signed token the `OursSigned` rows send, under the key their configuration holds.
+fn signed_token() -> String {
+    npm_connector_filter::token::signed::SigningKey::new("bench", &[7; 32])
+        .map(|k| k.mint("bench/npm", 4_000_000_000, "bench"))
+        .unwrap_or_default()
+}
+
+impl Filter {
+    fn token(self) -> String {
+        if self == Filter::OursSigned {
+            signed_token()
+        } else {
+            TOKEN.to_owned()
+        }
+    }
 }
 
 impl Filter {
@@ -39,6 +59,7 @@ impl Filter {
             Filter::Noop => "no-op Rust Wasm filter",
             Filter::Ours => "npm-connector filter",
             Filter::Ours10k => "npm-connector filter, 10,000 connectors",
+            Filter::OursSigned => "npm-connector filter, signed token",
         }
     }
 }
@@ -67,7 +88,7 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
                 router,
             ]
         }
-        Filter::Ours | Filter::Ours10k => {
+        Filter::Ours | Filter::Ours10k | Filter::OursSigned => {
             // The filter acts on the route named after the connector, to its cluster: the
             // local-upstream rows are injections; on the direct_response rows the route is not
             // the connector's, so they measure the decision that forwards without a credential.
@@ -83,7 +104,12 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
                     "tokens": [{"sha256": npm_connector::token::hash(&secrecy::SecretString::from(format!("npmc_bench_{i}")))}],
                 })));
             }
-            let cfg = json!({"role": "gateway", "connectors": connectors});
+            let mut cfg = json!({"role": "gateway", "connectors": connectors});
+            if f == Filter::OursSigned {
+                use base64::Engine as _;
+                cfg["connectors"][0]["tokens"] = json!([]);
+                cfg["token_keys"] = json!([{"kid": "bench", "key": {"plain": base64::engine::general_purpose::STANDARD.encode([7u8; 32])}}]);
+            }
             vec![
                 json!({"name": "envoy.filters.http.wasm", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -152,9 +178,13 @@ fn parse_duration_ms(s: &str) -> f64 {
 }
 
 pub(crate) fn wrk(port: u16, secs: u32, pid: u32) -> Sample {
+    wrk_with(port, secs, pid, TOKEN)
+}
+
+pub(crate) fn wrk_with(port: u16, secs: u32, pid: u32, token: &str) -> Sample {
     let before = cpu_seconds(pid);
     let out = Command::new("wrk")
-        .args(["-t1", "-c16", &format!("-d{secs}s"), "--latency", "-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["-t1", "-c16", &format!("-d{secs}s"), "--latency", "-H", &format!("Authorization: Bearer {token}")])
         .arg(format!("http://127.0.0.1:{port}/bench/npm/some-package"))
         .output()
         .unwrap_or_else(|e| panic!("wrk: {e} (apt-get install wrk)"));
@@ -193,6 +223,8 @@ pub fn run() -> String {
     let variants: Vec<(Filter, bool)> = [Filter::Bare, Filter::Native, Filter::Noop, Filter::Ours, Filter::Ours10k]
         .iter()
         .flat_map(|&f| [(f, false), (f, true)])
+        // On direct_response rows a signed token is never checked (not a connector's route).
+        .chain([(Filter::OursSigned, true)])
         .collect();
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     let (seconds, rounds) = (knob("BENCH_SECONDS", SECONDS), knob("BENCH_ROUNDS", ROUNDS));
@@ -205,8 +237,9 @@ pub fn run() -> String {
             std::fs::write(&cfg, c.to_string()).unwrap_or_else(|e| panic!("{e}"));
             let e: Envoy = envoy::start(&cfg, dir.path().join(format!("envoy-{i}.log")), port, admin, None);
             let pid = e.daemon.pid();
-            wrk(port, 1, pid); // warm-up: V8 compiles, connections open
-            let s = wrk(port, seconds, pid);
+            let token = f.token();
+            wrk_with(port, 1, pid, &token); // warm-up: V8 compiles, connections open
+            let s = wrk_with(port, seconds, pid, &token);
             eprintln!(
                 "round {round}: {:<28} {:<16} {:>9.0} req/s  {:.2} µs CPU/req",
                 f.name(),
@@ -214,7 +247,7 @@ pub fn run() -> String {
                 s.rps,
                 s.cpu_us
             );
-            if up && matches!(f, Filter::Ours | Filter::Ours10k) {
+            if up && matches!(f, Filter::Ours | Filter::Ours10k | Filter::OursSigned) {
                 // The rows measure the injected path: prove the filter injected.
                 assert!(
                     e.counter("wasmcustom.npm_connector.injected.connector=bench/npm") > 0,
@@ -264,7 +297,8 @@ pub fn run() -> String {
          - Every request carries `Authorization: Bearer <connector token>`. On the local-upstream rows the route is the connector's: \
          the filter reads the headers in one call and the route and cluster names, checks the token (SHA-256, one hash-map lookup) \
          and injects a Basic credential. On the direct_response rows the route is not a connector's: the filter decides to forward \
-         without a credential (stripping the token). The native `credential_injector` injects a static credential without any check.\n\
+         without a credential (stripping the token). The native `credential_injector` injects a static credential without any check. \
+         The signed-token row sends a stateless `npmc_s1` token whose HMAC-SHA256 the filter checks on every request (no cache).\n\
          - CPU per request is Envoy's user+system time from /proc over the measured run divided by the requests served (10 ms tick \
          resolution over ~{seconds} s).\n- Filter size: `npm_connector_filter.wasm` = {wasm_size} bytes.\n\n{table}\n\
          Issue 12's goal: within 3 µs/request of the no-op Wasm filter, at 1 and at 10,000 connectors.\n",

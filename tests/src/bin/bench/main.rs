@@ -1,9 +1,10 @@
 //! `make bench`: the filter's cost per request (against bare Envoy and the native
 //! credential_injector), the control plane's speed, and `npm install` through https-proxy
 //! mode against a direct install, in one run; writes BENCHMARKS.md.
-//! `BENCH_ONLY=filter|rewrite|control|https` runs one part (and leaves BENCHMARKS.md alone).
+//! `BENCH_ONLY=filter|rewrite|control|exchange|https` runs one part (and leaves BENCHMARKS.md alone).
 
 mod control;
+mod exchange;
 mod filter;
 mod https;
 mod rewrite;
@@ -29,6 +30,9 @@ fn main() {
     }
     if only.is_empty() || only == "control" {
         sections.push(control::run());
+    }
+    if only.is_empty() || only == "exchange" {
+        sections.push(exchange::run());
     }
     if only.is_empty() || only == "https" {
         sections.push(https::run());
