@@ -42,7 +42,11 @@ fn pods_and_ci_jobs_exchange_their_id_tokens_for_connector_tokens() {
         "  name: npm\n  namespace: team\n",
         "  name: npm\n  namespace: team\n  annotations:\n    npm-connector.io/allowed-subjects: \"repo:acme/app:ref:refs/heads/main\"\n",
     );
-    cm.write(&[("connectors.yaml", &m)]);
+    // A second connector of the namespace, to show a token of one is refused for the other.
+    let other = manifest(&registry.public_url, "ci-0", &password)
+        .replace("name: login", "name: login-other")
+        .replace("  name: npm\n", "  name: other\n");
+    cm.write(&[("connectors.yaml", &format!("{m}---\n{other}"))]);
 
     // The cluster's issuer (discovery over HTTPS) and GitHub's (a JWKS file: not reachable here).
     let cluster = Keys::new(&["a", "b"]);
@@ -179,6 +183,32 @@ fn pods_and_ci_jobs_exchange_their_id_tokens_for_connector_tokens() {
         assert!(gh_dir.join(f).exists(), "{f}");
     }
     assert_eq!(whoami(envoy.port, &token_of(&gh_dir.join(".npmrc"))), (200, Some("ci-0".to_owned())));
+
+    // GitLab CI: the job's id_tokens variable.
+    let gl_dir = d.join("gl-files");
+    let sa_jwt = std::fs::read_to_string(&sa).unwrap_or_default();
+    let r = login(
+        &d.join("gl-home"),
+        &[("NPM_CONNECTOR_ID_TOKEN", &sa_jwt)],
+        &[
+            "--server",
+            &server,
+            "--connector",
+            "team/other",
+            "--gitlab",
+            "--dir",
+            &gl_dir.display().to_string(),
+            "--ca-file",
+            &ca,
+        ],
+    );
+    assert!(r.ok, "{}", r.all());
+    // A token of team/other is not one of team/npm's.
+    let other_token = token_of(&gl_dir.join(".npmrc"));
+    assert_eq!(whoami(envoy.port, &other_token).0, 403, "a token of connector A used for B");
+    let r =
+        login(&d.join("gl-home"), &[], &["--server", &server, "--connector", "team/npm", "--gitlab", "--ca-file", &ca]);
+    assert!(!r.ok && r.stderr.contains("$NPM_CONNECTOR_ID_TOKEN is not set"), "{}", r.all());
 
     // Refusals, each with its reason (and never the token).
     let refused_jwt = |jwt: &str, want: &str| {
