@@ -20,7 +20,7 @@ export NPM_CONNECTOR_BIN := $(CURDIR)/target/debug/npm-connector
 # Core unit tests compiled to wasm32-wasip1 run under Node's WASI.
 export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/wasi/run.mjs
 
-.PHONY: test unit wasm-unit e2e lint wasm tools toolchain envoy k8s-tools node-tools demo bench e2e-docker render-example golden clean
+.PHONY: test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools node-tools demo bench e2e-docker render-example golden clean
 
 ## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests
 test: lint unit wasm-unit e2e
@@ -73,9 +73,18 @@ unit: toolchain envoy wasm
 wasm-unit: toolchain
 	cargo test -p npm-connector-filter --lib --target wasm32-wasip1
 
-e2e: tools wasm
+## static: npm-connector as one static (musl) binary for build images: `login` needs nothing else
+STATIC := target/x86_64-unknown-linux-musl/release/npm-connector
+static: toolchain
+	@command -v musl-gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq musl-tools)
+	rustup target add x86_64-unknown-linux-musl >/dev/null
+	cargo build --release --target x86_64-unknown-linux-musl -p npm-connector
+	@ls -l $(STATIC) | awk '{print "static binary: " $$9 " (" $$5 " bytes)"}'
+
+# The exchange test logs in with the static binary, as a build image would.
+e2e: tools wasm static
 	cargo build -p npm-connector
-	cargo test -p npm-connector-tests -- --show-output
+	NPM_CONNECTOR_LOGIN_BIN=$(CURDIR)/$(STATIC) cargo test -p npm-connector-tests -- --show-output
 
 ## demo: a registry that demands credentials, a connector for it, npm install and publish through Envoy
 demo: tools wasm

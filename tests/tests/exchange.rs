@@ -13,9 +13,15 @@ use npm_connector_tests::oidc::{github_actions, now, service_account, IssuerServ
 use npm_connector_tests::plane::{manifest, serve_metric, wait_user, whoami, World};
 use npm_connector_tests::procs::free_port;
 
+/// The binary `login` runs from: the static (musl) build where `make e2e` made one, as a build
+/// image would carry it.
+fn login_binary() -> std::path::PathBuf {
+    std::env::var_os("NPM_CONNECTOR_LOGIN_BIN").map(Into::into).unwrap_or_else(control::binary)
+}
+
 /// `npm-connector login` with a private HOME and only `env` besides PATH.
 fn login(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut cmd = Command::new(control::binary());
+    let mut cmd = Command::new(login_binary());
     cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("HOME", home);
     for (k, v) in env {
         cmd.env(k, v);
@@ -105,6 +111,14 @@ fn pods_and_ci_jobs_exchange_their_id_tokens_for_connector_tokens() {
     let served = wait_for("client files from serve --clients", Duration::from_secs(20), || plane.client_token());
     assert_eq!(wait_user(envoy.port, &served), "ci-0");
 
+    if std::env::var_os("NPM_CONNECTOR_LOGIN_BIN").is_some() {
+        let ldd = Command::new("ldd").arg(login_binary()).output().unwrap_or_else(|e| panic!("{e}"));
+        let text = format!("{}{}", String::from_utf8_lossy(&ldd.stdout), String::from_utf8_lossy(&ldd.stderr));
+        assert!(
+            text.contains("statically linked") || text.contains("not a dynamic executable"),
+            "login binary: {text}"
+        );
+    }
     // A build pod: its projected ServiceAccount token in a file.
     let home = d.join("pod-home");
     std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
