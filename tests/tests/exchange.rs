@@ -423,3 +423,120 @@ fn claims_kid(token: &str) -> String {
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap_or_default();
     String::from_utf8_lossy(&text).split(':').next().unwrap_or_default().to_owned()
 }
+
+/// https-proxy mode: `login` writes npm's files (proxy URL with the token, the registry's real
+/// https URL, a `cafile` bundle in the login directory) and npm publishes and installs.
+#[test]
+fn login_in_https_proxy_mode_then_npm_publishes_and_installs() {
+    let mut w = World::start("npm-connector-exchange-https-");
+    let d = w.dir().to_owned();
+    let ca_dir = d.join("connector-ca");
+    control::run(&["ca", "init", "--dir", &ca_dir.display().to_string()]);
+    let cluster = Keys::new(&["a"]);
+    std::fs::write(d.join("jwks.json"), cluster.jwks()).unwrap_or_else(|e| panic!("{e}"));
+    let iss = "https://cluster.test";
+    std::fs::write(
+        d.join("issuers.yaml"),
+        format!(
+            "issuers:\n- {{name: cluster, kind: kubernetes, issuer: \"{iss}\", jwksFile: {}}}\n",
+            d.join("jwks.json").display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let keys_dir = d.join("token-keys");
+    std::fs::create_dir_all(&keys_dir).unwrap_or_else(|e| panic!("{e}"));
+    control::keygen(&keys_dir.join("k1"));
+    let (proxy_port, tx_port) = (free_port(), free_port());
+    w.plane.mode = "https-proxy";
+    w.plane.extra = vec!["--ca-dir".into(), ca_dir.display().to_string()];
+    let extra: Vec<String> = [
+        "--token-keys",
+        &keys_dir.display().to_string(),
+        "--token-listen",
+        &format!("127.0.0.1:{tx_port}"),
+        "--token-tls-cert",
+        &w.pki.server_cert.display().to_string(),
+        "--token-tls-key",
+        &w.pki.server_key.display().to_string(),
+        "--issuers",
+        &d.join("issuers.yaml").display().to_string(),
+        "--public-url",
+        &format!("http://127.0.0.1:{proxy_port}/"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _serve = w.plane.serve_with(&w.key_file, "serve.log", "30m", &extra);
+    let envoy = w.plane.envoy_on("proxy", &w.key, proxy_port);
+    wait_for("serve's own client files", Duration::from_secs(20), || {
+        std::fs::read_to_string(d.join("clients/team/npm/.npmrc")).ok()
+    });
+
+    let sa = d.join("sa-token");
+    std::fs::write(&sa, cluster.sign("a", &service_account(iss, "team", "builder", "npm-connector", now() + 600)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let files = d.join("npm-files");
+    let home = d.join("home");
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+    let r = login(
+        &home,
+        &[],
+        &[
+            "--server",
+            &format!("https://127.0.0.1:{tx_port}"),
+            "--connector",
+            "team/npm",
+            "--tool",
+            "npm",
+            "--mode",
+            "https-proxy",
+            "--id-token-file",
+            &sa.display().to_string(),
+            "--dir",
+            &files.display().to_string(),
+            "--ca-file",
+            &w.pki.ca_cert.display().to_string(),
+        ],
+    );
+    assert!(r.ok, "{}", r.all());
+    assert!(r.stdout.contains("(https-proxy mode)"), "{}", r.stdout);
+    let npmrc_text = std::fs::read_to_string(files.join(".npmrc")).unwrap_or_default();
+    assert!(npmrc_text.contains(&format!("cafile={}", files.join("ca-bundle.pem").display())), "{npmrc_text}");
+    assert!(npmrc_text.contains(&w.registry.public_url), "the registry's own https URL: {npmrc_text}");
+    assert!(files.join("ca-bundle.pem").exists() && files.join("connector.env").exists());
+
+    let npm = Npm::new(&home, &files.join(".npmrc"));
+    let pkg = d.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(pkg.join("package.json"), r#"{"name":"via-proxy","version":"1.0.0"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    npm.ok(&pkg, &["publish"]);
+    let app = d.join("app");
+    std::fs::create_dir_all(&app).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(app.join("package.json"), r#"{"name":"app","version":"1.0.0"}"#).unwrap_or_else(|e| panic!("{e}"));
+    npm.ok(&app, &["install", "via-proxy@1.0.0"]);
+    assert!(app.join("node_modules/via-proxy/package.json").exists());
+    let lock = std::fs::read_to_string(app.join("package-lock.json")).unwrap_or_default();
+    assert!(lock.contains(&format!("{}via-proxy/-/via-proxy-1.0.0.tgz", w.registry.public_url)), "{lock}");
+    // The refusal for the wrong mode names both.
+    let r = login(
+        &home,
+        &[],
+        &[
+            "--server",
+            &format!("https://127.0.0.1:{tx_port}"),
+            "--connector",
+            "team/npm",
+            "--mode",
+            "gateway",
+            "--id-token-file",
+            &sa.display().to_string(),
+            "--dir",
+            &d.join("x").display().to_string(),
+            "--ca-file",
+            &w.pki.ca_cert.display().to_string(),
+        ],
+    );
+    assert!(!r.ok && r.stderr.contains("this server renders https-proxy client files, not gateway"), "{}", r.all());
+    drop(envoy);
+}
