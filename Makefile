@@ -38,13 +38,14 @@ $(ENVOY):
 envoy: $(ENVOY)
 
 # deploy/'s checks: kubectl (kustomize built in, from the machine's apt sources) and
-# kubernetes-validate (PyPI, pinned) in the same venv as Envoy.
+# kubernetes-validate (PyPI, pinned) in the same venv as Envoy; skopeo reads the filter's OCI image.
 K8S_VALIDATE := $(VENV)/bin/kubernetes-validate
 $(K8S_VALIDATE): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==1.32.0
 
 k8s-tools: $(K8S_VALIDATE)
 	@command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubectl)
+	@command -v skopeo >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends skopeo)
 
 $(NODE_TOOLS): tests/registry/package.json tests/registry/package-lock.json
 	cd tests/registry && npm ci --no-audit --no-fund --loglevel=error

@@ -1,6 +1,7 @@
 //! The subcommands of the `npm-connector` binary and what they share.
 
 pub mod ca;
+pub mod image;
 pub mod keygen;
 pub mod login;
 pub mod render;

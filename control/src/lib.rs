@@ -2,6 +2,7 @@
 //! and an Envoy bootstrap (with the filter's configuration) out.
 
 pub mod exchange;
+pub mod image;
 pub mod manifest;
 pub mod output;
 pub mod pki;

@@ -34,6 +34,8 @@ enum Cmd {
     Token(cli::token::TokenArgs),
     /// The connector CA for HTTPS-proxy mode.
     Ca(cli::ca::CaArgs),
+    /// Package the filter as an OCI image layout (Istio's Wasm image spec) for a WasmPlugin.
+    Image(cli::image::ImageArgs),
     /// Exchange this pod's or CI job's ID token for a connector token and write client files.
     Login(Box<cli::login::LoginArgs>),
 }
@@ -49,5 +51,6 @@ fn main() -> Result<()> {
         Cmd::Token(a) => cli::token::run(a),
         Cmd::Ca(a) => cli::ca::run(a),
         Cmd::Login(a) => cli::login::run(*a),
+        Cmd::Image(a) => cli::image::run(a),
     }
 }
