@@ -57,6 +57,34 @@ fn blob(out: &Path, media: MediaType, bytes: &[u8], title: Option<&str>) -> Resu
     d.build().map_err(oci)
 }
 
+/// The layout directory `dir` as one tar file (`oci-archive:` to skopeo and podman), its
+/// entries in a fixed order with fixed metadata, so the same module gives the same archive.
+pub fn write_archive(dir: &Path, archive: &Path) -> Result<(), ImageError> {
+    let io = |e: std::io::Error| ImageError::Io(archive.display().to_string(), e);
+    let file = std::fs::File::create(archive).map_err(io)?;
+    let mut tar = tar::Builder::new(file);
+    let mut entries: Vec<std::path::PathBuf> = vec!["oci-layout".into(), "index.json".into()];
+    let blobs = dir.join("blobs/sha256");
+    let mut names: Vec<String> = std::fs::read_dir(&blobs)
+        .map_err(io)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    entries.extend(names.into_iter().map(|n| Path::new("blobs/sha256").join(n)));
+    for rel in entries {
+        let bytes = std::fs::read(dir.join(&rel)).map_err(io)?;
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, &rel, bytes.as_slice()).map_err(io)?;
+    }
+    tar.into_inner().map_err(io)?;
+    Ok(())
+}
+
 /// Writes the OCI image layout of `wasm` into `out`, tagged `tag`.
 pub fn write_layout(wasm_path: &Path, out: &Path, tag: &str) -> Result<Written, ImageError> {
     let wasm = std::fs::read(wasm_path).map_err(|e| ImageError::Io(wasm_path.display().to_string(), e))?;

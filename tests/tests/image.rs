@@ -20,6 +20,7 @@ fn the_filter_packs_as_a_wasm_oci_image_skopeo_reads() {
     let module = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{e}"));
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = tmp.path().join("image");
+    let archive = tmp.path().join("image.tar");
     let printed = control::run(&[
         "image",
         "--wasm",
@@ -28,6 +29,8 @@ fn the_filter_packs_as_a_wasm_oci_image_skopeo_reads() {
         &dir.display().to_string(),
         "--tag",
         "v1",
+        "--tar",
+        &archive.display().to_string(),
     ]);
     let reference = format!("oci:{}:v1", dir.display());
 
@@ -49,6 +52,9 @@ fn the_filter_packs_as_a_wasm_oci_image_skopeo_reads() {
     let copy = format!("oci:{}:copied", tmp.path().join("copy").display());
     skopeo(&["copy", "-q", &reference, &copy]);
     assert_eq!(skopeo(&["inspect", "--raw", &copy]), raw);
+
+    // The same image as one tar file.
+    assert_eq!(skopeo(&["inspect", "--raw", &format!("oci-archive:{}", archive.display())]), raw);
 
     // Anything but a Wasm module is refused.
     let bogus = tmp.path().join("bogus.wasm");
