@@ -20,7 +20,7 @@ export NPM_CONNECTOR_BIN := $(CURDIR)/target/debug/npm-connector
 # Core unit tests compiled to wasm32-wasip1 run under Node's WASI.
 export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/wasi/run.mjs
 
-.PHONY: test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools node-tools demo bench e2e-docker render-example golden clean
+.PHONY: test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools netns-tools node-tools demo bench e2e-docker render-example golden clean
 
 ## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests
 test: lint unit wasm-unit e2e
@@ -53,7 +53,11 @@ $(NODE_TOOLS): tests/registry/package.json tests/registry/package-lock.json
 
 node-tools: $(NODE_TOOLS)
 
-tools: toolchain envoy node-tools k8s-tools
+# Sidecar mode's tests: network namespaces, veth and iptables (REDIRECT, -m owner), as root.
+netns-tools:
+	@command -v ip >/dev/null && command -v iptables >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 iptables)
+
+tools: toolchain envoy node-tools k8s-tools netns-tools
 
 # The release profile optimises for size ("s"); the filter is built at opt-level 3, which runs
 # the packument rewriter about twice as fast in V8 for +10 KB (make bench's rewrite section).

@@ -29,6 +29,10 @@ const FILES: &[&str] = &[
     "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
     "envoy/extensions/transport_sockets/internal_upstream/v3/internal_upstream.proto",
     "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
+    // sidecar mode
+    "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
+    "envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto",
+    "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
     "envoy/service/discovery/v3/discovery.proto",
     "google/protobuf/wrappers.proto",
 ];

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use npm_connector::manifest::Connector;
 use npm_connector::pki::{Leaves, TlsConfig};
-use npm_connector::render::{tls_hosts, Key, Mode, Options, Sealing, Tls, Unmatched};
+use npm_connector::render::{tls_hosts, Key, Mode, Options, Sealing, Sidecar, Tls, Unmatched};
 
 /// How credentials are protected in what Envoy receives.
 #[derive(clap::Args, Debug)]
@@ -33,7 +33,8 @@ pub struct KeyArgs {
 /// Everything about the deployment the manifests do not say (shared by render and serve).
 #[derive(clap::Args, Debug)]
 pub struct DeployArgs {
-    /// How clients reach registries through the proxy: gateway or https-proxy.
+    /// How clients reach registries through the proxy: gateway, https-proxy, or sidecar (Envoy
+    /// in the pod's network namespace, iptables redirecting its outbound traffic).
     #[arg(long, value_parser = parse_mode, default_value = "gateway")]
     pub mode: Mode,
     /// Kubernetes Secrets mounted as volumes: one subdirectory per Secret (its name), one file
@@ -82,17 +83,27 @@ pub struct DeployArgs {
     /// for blind tunnels to CDNs [default: the system trust store].
     #[arg(long)]
     pub trust_bundle: Option<PathBuf>,
+    /// sidecar mode: outbound TCP ports iptables redirects to Envoy's --listen port.
+    #[arg(long, value_delimiter = ',', default_value = "80,443")]
+    pub intercept_ports: Vec<u16>,
+    /// sidecar mode: the uid Envoy runs under; its own connections are not redirected.
+    #[arg(long, default_value_t = 1337)]
+    pub proxy_uid: u32,
+    /// sidecar mode: the image of the init container that installs the iptables rules.
+    #[arg(long, default_value = npm_connector::render::DEFAULT_INIT_IMAGE)]
+    pub init_image: String,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match s {
         "gateway" => Ok(Mode::Gateway),
         "https-proxy" => Ok(Mode::HttpsProxy),
+        "sidecar" => Ok(Mode::Sidecar),
         "forward" => Err("forward mode was removed: it sent clients to http:// registry URLs that lockfiles keep \
              (a credential sent in clear outside the mesh). Use --mode https-proxy (real https URLs, \
              --ca-dir), or --mode gateway"
             .to_owned()),
-        other => Err(format!("{other:?}: expected gateway or https-proxy")),
+        other => Err(format!("{other:?}: expected gateway, https-proxy or sidecar")),
     }
 }
 
@@ -120,6 +131,11 @@ impl DeployArgs {
             sealing: if credentials { self.key.sealing()? } else { Sealing::Plaintext },
             token_keys: Default::default(),
             tls: None,
+            sidecar: Sidecar {
+                ports: self.intercept_ports.clone(),
+                proxy_uid: self.proxy_uid,
+                init_image: self.init_image.clone(),
+            },
         })
     }
 
@@ -138,11 +154,14 @@ impl DeployArgs {
     /// https-proxy mode's certificates: the CA, and a fresh leaf for every registry host of
     /// `connectors`, written under `out/tls`. `None` in the other modes.
     pub fn tls(&self, connectors: &[Connector], out: &Path) -> Result<Option<Tls>> {
-        if self.mode != Mode::HttpsProxy {
+        if !self.mode.terminates_tls() {
             return Ok(None);
         }
         let Some(cfg) = self.tls_config()? else {
-            bail!("--mode https-proxy needs --ca-dir: create the connector CA with `npm-connector ca init --dir DIR`");
+            bail!(
+                "--mode {} needs --ca-dir: create the connector CA with `npm-connector ca init --dir DIR`",
+                self.mode.name()
+            );
         };
         let mut leaves = Leaves::open(&cfg)?;
         // A leaf that cannot be minted is logged here and refused by the renderer (no leaf).

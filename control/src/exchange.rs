@@ -135,6 +135,7 @@ fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Gateway => "gateway",
         Mode::HttpsProxy => "https-proxy",
+        Mode::Sidecar => "sidecar",
     }
 }
 

@@ -6,9 +6,11 @@ mod dynamic;
 mod envoy;
 mod filter;
 mod https;
+mod sidecar;
 
 pub use dynamic::{xds_bootstrap, Xds, XdsClientTls, XdsTarget, XDS_CLUSTER};
 pub use envoy::{ConfigSource, Resources, ACCESS_LOG_FORMAT, WASM_TYPE_URL};
+pub use sidecar::{init_container, iptables_script, Sidecar, DEFAULT_INIT_IMAGE};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +53,10 @@ pub enum Mode {
     /// Clients keep the registry's real https URL and tunnel to it through the proxy with
     /// CONNECT; the proxy terminates TLS with a leaf of the connector CA, which clients trust.
     HttpsProxy,
+    /// Envoy is the pod's sidecar: iptables redirects the pod's outbound TCP to it; clients
+    /// keep the registry's real https URL with no proxy setting, trust the connector CA, and
+    /// send the token as `_authToken`.
+    Sidecar,
 }
 
 impl Mode {
@@ -58,6 +64,16 @@ impl Mode {
         match self {
             Mode::Gateway => "gateway",
             Mode::HttpsProxy => "https-proxy",
+            Mode::Sidecar => "sidecar",
+        }
+    }
+
+    /// Whether Envoy terminates the clients' TLS to the registry host with a leaf of the
+    /// connector CA (which clients then trust).
+    pub fn terminates_tls(self) -> bool {
+        match self {
+            Mode::Gateway => false,
+            Mode::HttpsProxy | Mode::Sidecar => true,
         }
     }
 }
@@ -110,8 +126,10 @@ pub struct Options {
     pub sealing: Sealing,
     /// Keys the filter verifies stateless tokens with (`serve --token-keys`).
     pub token_keys: crate::token::TokenKeys,
-    /// https-proxy mode's certificates.
+    /// https-proxy and sidecar mode's certificates.
     pub tls: Option<Tls>,
+    /// Sidecar mode's interception (ports, proxy uid, init image).
+    pub sidecar: Sidecar,
 }
 
 /// yarn classic (v1)'s copy of `.npmrc`, with the `always-auth` npm itself warns about.
@@ -149,14 +167,14 @@ pub enum RenderError {
     Seal(String),
     #[error("--xds {0:?} must be grpc://HOST:PORT")]
     Xds(String),
-    #[error("https-proxy mode needs the connector CA (npm-connector ca init, then --ca-dir)")]
+    #[error("https-proxy and sidecar modes need the connector CA (npm-connector ca init, then --ca-dir)")]
     NoCa,
+    #[error("connector {0}: {1} mode intercepts https registries only; use gateway mode for a cleartext registry")]
+    NotHttps(String, &'static str),
     #[error(
-        "connector {0}: https-proxy mode tunnels to https registries only; use gateway mode for a cleartext registry"
+        "connector {0}: {1} mode needs the registry's host name, not an IP address (clients send no SNI for an IP)"
     )]
-    NotHttps(String),
-    #[error("connector {0}: https-proxy mode needs the registry's host name, not an IP address (clients send no SNI for an IP)")]
-    IpHost(String),
+    IpHost(String, &'static str),
     #[error("https-proxy mode: no leaf certificate for registry host {0}")]
     NoLeaf(String),
 }
@@ -203,6 +221,7 @@ impl Options {
             sealing,
             token_keys: Default::default(),
             tls: None,
+            sidecar: Sidecar::default(),
         }
     }
 
@@ -227,8 +246,9 @@ fn client_registry(c: &Connector, opts: &Options, public: &url::Url) -> url::Url
             u.set_path(&format!("/{}/{}/", c.namespace, c.name));
             u
         }
-        // The client keeps the registry's https URL; only the proxy setting changes.
-        Mode::HttpsProxy => c.address.clone(),
+        // The client keeps the registry's https URL; only the proxy setting changes (or,
+        // in a sidecar, nothing does).
+        Mode::HttpsProxy | Mode::Sidecar => c.address.clone(),
     }
 }
 
@@ -237,16 +257,16 @@ fn plan<'a>(
     opts: &Options,
     mut accepted: impl FnMut(&Connector) -> Result<Vec<Accepted>, RenderError>,
 ) -> Result<Vec<Planned<'a>>, RenderError> {
-    if opts.mode == Mode::HttpsProxy {
+    if opts.mode.terminates_tls() {
         if opts.tls.is_none() {
             return Err(RenderError::NoCa);
         }
         if let Some(c) = connectors.iter().find(|c| c.address.scheme() != "https") {
-            return Err(RenderError::NotHttps(c.id()));
+            return Err(RenderError::NotHttps(c.id(), opts.mode.name()));
         }
-        // The internal listener picks a host's leaf by SNI, which clients never send for an IP.
+        // The listener picks a host's leaf by SNI, which clients never send for an IP.
         if let Some(c) = connectors.iter().find(|c| !matches!(c.address.host(), Some(url::Host::Domain(_)))) {
-            return Err(RenderError::IpHost(c.id()));
+            return Err(RenderError::IpHost(c.id(), opts.mode.name()));
         }
     }
     let public = opts.public_url()?;
@@ -284,7 +304,7 @@ fn files_for(
     if client.mode != Mode::Gateway {
         files.push(OutFile { path: dir.join("connector.env"), contents: client.env(), secret: true });
     }
-    if let (Mode::HttpsProxy, Some(tls)) = (client.mode, client.tls) {
+    if let (true, Some(tls)) = (client.mode.terminates_tls(), client.tls) {
         files.push(OutFile { path: dir.join(client::CA_FILE), contents: tls.ca_cert.clone(), secret: false });
         let bundle = format!("{}\n{}", tls.ca_cert.trim_end(), tls.roots);
         files.push(OutFile { path: dir.join(BUNDLE_FILE), contents: bundle, secret: false });
@@ -326,8 +346,11 @@ pub fn render(
         (clients.join(), bootstrap)
     });
     let mut files = client_files.map_err(|_| RenderError::Filter("a rendering thread panicked".into()))?;
-    if opts.mode == Mode::HttpsProxy {
+    if opts.mode.terminates_tls() {
         files.extend(https::leaf_files(&planned, opts)?);
+    }
+    if opts.mode == Mode::Sidecar {
+        files.extend(sidecar::files(opts)?);
     }
     files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: bootstrap?, secret: true });
     Ok(files)
@@ -368,6 +391,9 @@ pub fn xds_dir(
         files.extend(client_files(c, opts, t)?);
     }
     files.extend(dynamic::xds_dir_files(&res, opts, dir)?);
+    if opts.mode == Mode::Sidecar {
+        files.extend(sidecar::files(opts)?);
+    }
     Ok(files)
 }
 

@@ -149,8 +149,8 @@ impl Engine {
             None => TokenKeys::default(),
         };
         let leaves = match (&cfg.tls, cfg.opts.mode) {
-            (Some(t), render::Mode::HttpsProxy) => Some(Leaves::open(t)?),
-            (None, render::Mode::HttpsProxy) => return Err(ServeError::NoCa),
+            (Some(t), render::Mode::HttpsProxy | render::Mode::Sidecar) => Some(Leaves::open(t)?),
+            (None, render::Mode::HttpsProxy | render::Mode::Sidecar) => return Err(ServeError::NoCa),
             _ => None,
         };
         let mut e = Engine {

@@ -26,6 +26,11 @@ pub enum Role {
     /// Requests decrypted inside a CONNECT tunnel: the token is the CONNECT's
     /// `Proxy-Authorization`, which the outer listener left in filter state.
     Tunnel,
+    /// A sidecar in the pod's network namespace: iptables redirected the client's TLS
+    /// connection to the registry's real host, Envoy terminated it with a leaf of the connector
+    /// CA; the token is `Authorization` (`_authToken`). URLs are the registry's own: nothing is
+    /// rewritten.
+    Sidecar,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -136,6 +141,8 @@ pub enum ConfigError {
     UnsealTokenKey { kid: String },
     #[error("role tunnel needs tunnel_token, a filter-state key of letters, digits, '.', '_' and '-'; other roles take none")]
     BadTunnelKey,
+    #[error("connector {0}: role sidecar keeps the registry's own URLs, so it takes no rewrite")]
+    RewriteOnSidecar(String),
 }
 
 /// Tarball URL rewrite: `dist.tarball` values starting with `upstream` are re-based on `client`.
@@ -329,6 +336,7 @@ impl Connector {
         }
         let rewrite = match raw.rewrite {
             None => None,
+            Some(_) if role == Role::Sidecar => return Err(ConfigError::RewriteOnSidecar(name)),
             Some(r) => {
                 for (field, v) in [("upstream", &r.upstream), ("client", &r.client)] {
                     let ok = (v.starts_with("http://") || v.starts_with("https://"))

@@ -18,7 +18,24 @@ impl Run {
     }
 }
 
-fn run(mut cmd: Command, what: &str) -> Run {
+/// The network namespace every client of this test process runs in, if any (the sidecar
+/// tests' "pod").
+static NETNS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// From now on, every client this process runs (npm, pnpm, yarn, bun, curl) runs inside
+/// network namespace `ns` (`None`: where the test runs).
+pub fn run_in_netns(ns: Option<&str>) {
+    if let Ok(mut n) = NETNS.lock() {
+        *n = ns.map(str::to_owned);
+    }
+}
+
+fn run(cmd: Command, what: &str) -> Run {
+    let ns = NETNS.lock().ok().and_then(|n| n.clone());
+    let mut cmd = match ns {
+        Some(ns) => crate::netns::wrap(&ns, &cmd),
+        None => cmd,
+    };
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     Run {
         ok: out.status.success(),

@@ -7,11 +7,13 @@ pub mod configmap;
 pub mod control;
 pub mod envoy;
 pub mod front;
+pub mod netns;
 pub mod oidc;
 pub mod pki;
 pub mod plane;
 pub mod procs;
 pub mod scenario;
+pub mod sidecar;
 pub mod upstream;
 pub mod verdaccio;
 

@@ -41,8 +41,43 @@ pub fn start(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)]) -> Verda
 /// Like [`start`], with the public URL (where tarball URLs point) made from the port: a
 /// registry behind a front that strips a path prefix, as GitLab's API paths are.
 pub fn start_with(dir: &Path, pki: &Pki, users: &[(&str, &str)], public_url: impl FnOnce(u16) -> String) -> Verdaccio {
-    let bin = crate::tool("VERDACCIO_BIN", "tests/registry/node_modules/.bin/verdaccio");
     let port = free_port();
+    let public_url = public_url(port);
+    let mut v = spawn(dir, pki, users, &format!("127.0.0.1:{port}"), &public_url, None);
+    wait_for_port(&mut v.daemon, port, Duration::from_secs(60));
+    v
+}
+
+/// Starts Verdaccio inside network namespace `netns`, listening on `listen` (`ip:port`), and
+/// waits for it to say so.
+pub fn start_in(
+    dir: &Path,
+    pki: &Pki,
+    users: &[(&str, &str)],
+    listen: &str,
+    public_url: &str,
+    netns: &str,
+) -> Verdaccio {
+    let mut v = spawn(dir, pki, users, listen, public_url, Some(netns));
+    let start = std::time::Instant::now();
+    while !v.daemon.log_text().contains("http address") {
+        v.daemon.assert_running();
+        assert!(start.elapsed() < Duration::from_secs(60), "verdaccio did not start:\n{}", v.daemon.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    v
+}
+
+fn spawn(
+    dir: &Path,
+    pki: &Pki,
+    users: &[(&str, &str)],
+    listen: &str,
+    public_url: &str,
+    netns: Option<&str>,
+) -> Verdaccio {
+    let bin = crate::tool("VERDACCIO_BIN", "tests/registry/node_modules/.bin/verdaccio");
+    let port = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     let htpasswd: String = users
         .iter()
         .map(|(u, p)| {
@@ -58,7 +93,7 @@ pub fn start_with(dir: &Path, pki: &Pki, users: &[(&str, &str)], public_url: imp
         "storage: {storage}\nauth:\n  htpasswd:\n    file: {htpasswd}\n    max_users: -1\n\
          packages:\n  '@*/*':\n{access}  '**':\n{access}\
          https:\n  key: {key}\n  cert: {cert}\n  ca: {ca}\n\
-         listen: https://127.0.0.1:{port}\nlog: {{type: stdout, format: pretty, level: http}}\n",
+         listen: https://{listen}\nlog: {{type: stdout, format: pretty, level: http}}\n",
         storage = dir.join("storage").display(),
         htpasswd = dir.join("htpasswd").display(),
         key = pki.server_key.display(),
@@ -66,11 +101,12 @@ pub fn start_with(dir: &Path, pki: &Pki, users: &[(&str, &str)], public_url: imp
         ca = pki.ca_cert.display(),
     );
     write("config.yaml", &config);
-    let public_url = public_url(port);
     let mut cmd = Command::new("node");
     cmd.arg(&bin).arg("-c").arg(dir.join("config.yaml"));
-    cmd.env("VERDACCIO_PUBLIC_URL", &public_url).env("NODE_NO_WARNINGS", "1");
-    let mut daemon = Daemon::spawn("verdaccio", cmd, dir.join("verdaccio.log"));
-    wait_for_port(&mut daemon, port, Duration::from_secs(60));
-    Verdaccio { daemon, port, public_url }
+    cmd.env("VERDACCIO_PUBLIC_URL", public_url).env("NODE_NO_WARNINGS", "1");
+    if let Some(ns) = netns {
+        cmd = crate::netns::wrap(ns, &cmd);
+    }
+    let daemon = Daemon::spawn("verdaccio", cmd, dir.join("verdaccio.log"));
+    Verdaccio { daemon, port, public_url: public_url.to_owned() }
 }

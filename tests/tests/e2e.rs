@@ -86,7 +86,7 @@ fn put_existing(env: &Env, through_proxy: bool) -> String {
     ];
     let port = env.registry.port;
     match (through_proxy, env.mode) {
-        (true, Mode::Gateway | Mode::HttpsProxy) => {
+        (true, Mode::Gateway | Mode::HttpsProxy | Mode::Sidecar) => {
             args.extend(["-H".into(), format!("authorization: Bearer {token}")]);
             args.push(format!("http://127.0.0.1:{}/team-a/npm/dep-a", env.envoy.port));
         }

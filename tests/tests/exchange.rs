@@ -65,7 +65,7 @@ fn pods_and_ci_jobs_exchange_their_id_tokens_for_connector_tokens() {
         format!(
             "issuers:\n- name: cluster\n  kind: kubernetes\n  issuer: {}\n  caFile: {}\n\
              - name: github\n  kind: github\n  issuer: https://token.actions.githubusercontent.com\n  jwksFile: {}\n\
-             rateLimit: {{perMinute: 6000, burst: 1000}}\n",
+             rateLimit: {{perMinute: 600000, burst: 20000}}\n",
             issuer.url,
             pki.ca_cert.display(),
             d.join("github-jwks.json").display()
@@ -307,27 +307,44 @@ fn pods_and_ci_jobs_exchange_their_id_tokens_for_connector_tokens() {
     assert!(issuer.jwks_fetches() > fetched, "the keys were refetched");
     refused_jwt(&by_a, "HTTP 401 Unauthorized: the ID token's signing key \"a\" is not among issuer cluster's keys");
 
-    // Minting is stateless: a hundred more exchanges push nothing to Envoy.
+    // Minting is stateless: 10,000 more exchanges (one kept-alive HTTPS connection) push
+    // nothing to Envoy: serve sends no xDS response, and Envoy's ECDS counters do not move.
     let m = plane.metrics_port;
     let sent = serve_metric(m, "npm_connector_serve_responses_sent_total");
-    for i in 0..100 {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--cacert",
-                &ca,
-                "-H",
-                &format!("authorization: Bearer {}", std::fs::read_to_string(&c).unwrap_or_default()),
-                "-d",
-                r#"{"connector":"team/npm"}"#,
-                &format!("{server}/v1/token"),
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(out.status.success(), "exchange {i}");
-    }
+    let ecds_reloads = || -> u64 {
+        // extension_config_discovery.<prefix>.<filter config name>.config_reload, one per ECDS resource
+        envoy
+            .admin("/stats?filter=^extension_config_discovery\\..*\\.config_reload$")
+            .lines()
+            .filter_map(|l| l.rsplit_once(": ")?.1.trim().parse::<u64>().ok())
+            .sum()
+    };
+    let reloads = ecds_reloads();
+    assert!(reloads >= 1, "the filter's configuration arrived over ECDS");
+    let jwt = std::fs::read_to_string(&c).unwrap_or_default();
+    let client = npm_connector::exchange::oidc::http_client(Some(Path::new(&ca))).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let mut minted = std::collections::HashSet::new();
+    rt.block_on(async {
+        for i in 0..10_000 {
+            let r = client
+                .post(format!("{server}/v1/token"))
+                .bearer_auth(jwt.trim())
+                .body(r#"{"connector":"team/npm"}"#)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("exchange {i}: {e}"));
+            assert_eq!(r.status().as_u16(), 200, "exchange {i}");
+            let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default();
+            minted.insert(v["token"].as_str().unwrap_or_default().to_owned());
+        }
+    });
+    assert_eq!(minted.len(), 10_000, "10,000 distinct connector tokens");
+    let last = minted.iter().next().cloned().unwrap_or_default();
+    assert_eq!(whoami(envoy.port, &last), (200, Some("ci-0".to_owned())), "a minted token works at once");
+    assert_eq!(ecds_reloads(), reloads, "no ECDS update reached Envoy");
     assert_eq!(serve_metric(m, "npm_connector_serve_responses_sent_total"), sent, "no xDS response sent");
-    assert!(serve_metric(m, "npm_connector_serve_exchanges_total{outcome=\"granted\"}").unwrap_or(0.0) >= 103.0);
+    assert!(serve_metric(m, "npm_connector_serve_exchanges_total{outcome=\"granted\"}").unwrap_or(0.0) >= 10_003.0);
     assert_eq!(serve_metric(m, "npm_connector_serve_exchanges_total{outcome=\"expired\"}"), Some(1.0));
     // Plain http is refused: the exchange is TLS only.
     let plain = Command::new("curl")

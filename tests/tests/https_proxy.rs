@@ -223,7 +223,7 @@ fn negative_cases(env: &mut Env) {
     let host = format!("Host: {REGISTRY2_HOST}:{}", env.registry.port);
     let r = clients::curl_env(&home, &vars, &["-s", "-w", " %{http_code}", "-H", &host, &url]);
     assert!(
-        r.stdout.ends_with(" 403") && r.stdout.contains("must be the host the tunnel was opened for"),
+        r.stdout.ends_with(" 403") && r.stdout.contains("must be the registry host its TLS connection was opened for"),
         "{}",
         r.all()
     );

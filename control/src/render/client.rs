@@ -1,6 +1,10 @@
-//! Client files for one connector: `.npmrc` (npm, pnpm) and `.yarnrc.yml` (yarn berry); in
-//! https-proxy mode also `bunfig.toml` (bun), `connector.env` (curl, pip, prefetchers) and the
-//! connector CA.
+//! Client files for one connector: `.npmrc` (npm, pnpm), `.yarnrc.yml` (yarn berry) and
+//! `bunfig.toml` (bun); in https-proxy and sidecar modes also `connector.env` (curl, pip,
+//! prefetchers) and the connector CA.
+//!
+//! In sidecar mode nothing points at a proxy: iptables sends the pod's connections to Envoy,
+//! so clients keep the real https URL, trust the connector CA bundle, and send the token as
+//! registry auth (`_authToken`), which the filter swaps for the credential.
 //!
 //! They carry the connector token, never the registry credential. npm needs *some* credential
 //! for the registry or `npm publish` stops locally with ENEEDAUTH, and yarn sends one on GETs
@@ -82,7 +86,7 @@ impl Client<'_> {
     fn registry_auth(&self) -> &str {
         match self.mode {
             Mode::HttpsProxy => PLACEHOLDER,
-            _ => self.token.expose_secret(),
+            Mode::Gateway | Mode::Sidecar => self.token.expose_secret(),
         }
     }
 
@@ -106,6 +110,8 @@ impl Client<'_> {
                 // strict-ssl stays on: the proxy's certificate is verified against the bundle.
                 s += &format!("https-proxy={}\ncafile={}\n", self.proxy_url(), self.bundle_path());
             }
+            // No proxy: the sidecar answers for the registry host, with a leaf of the CA.
+            Mode::Sidecar => s += &format!("cafile={}\n", self.bundle_path()),
             Mode::Gateway => {}
         }
         if let Some(publish) = &self.connector.publish {
@@ -157,6 +163,7 @@ impl Client<'_> {
             Mode::HttpsProxy => {
                 s += &format!("httpsProxy: {}\nhttpsCaFilePath: {}\n", q(&self.proxy_url()), q(&self.bundle_path()));
             }
+            Mode::Sidecar => s += &format!("httpsCaFilePath: {}\n", q(&self.bundle_path())),
         }
         s
     }
@@ -164,9 +171,12 @@ impl Client<'_> {
     /// bun's config.
     pub(crate) fn bunfig(&self) -> String {
         let mut s = self.header("#");
-        s += "# Bun ignores the proxy settings of .npmrc: it takes them from HTTPS_PROXY / HTTP_PROXY,\n\
-              # so source connector.env before `bun install`.\n[install]\n";
         if self.mode == Mode::HttpsProxy {
+            s += "# Bun ignores the proxy settings of .npmrc: it takes them from HTTPS_PROXY / HTTP_PROXY,\n\
+                  # so source connector.env before `bun install`.\n";
+        }
+        s += "[install]\n";
+        if self.mode.terminates_tls() {
             s += &format!("cafile = {}\n", q(&self.bundle_path()));
         }
         let entry = format!("{{ url = {}, token = {} }}", q(self.registry.as_str()), q(self.registry_auth()));
@@ -181,7 +191,9 @@ impl Client<'_> {
     /// and, in https-proxy mode, the CA, as `KEY=value` lines that shells can source.
     pub(crate) fn env(&self) -> String {
         let mut s = self.header("#");
-        s += "# Bun ignores the proxy settings of .npmrc: it reads the proxy from here (HTTPS_PROXY / HTTP_PROXY).\n";
+        if self.mode == Mode::HttpsProxy {
+            s += "# Bun ignores the proxy settings of .npmrc: it reads the proxy from here (HTTPS_PROXY / HTTP_PROXY).\n";
+        }
         let proxy = self.proxy_url();
         let ca = self.ca_path();
         let bundle = self.bundle_path();
@@ -193,6 +205,13 @@ impl Client<'_> {
                 ("NO_PROXY", no_proxy),
                 ("no_proxy", no_proxy),
                 // Node adds this to its own roots; the others replace the trust store.
+                ("NODE_EXTRA_CA_CERTS", &ca),
+                ("SSL_CERT_FILE", &bundle),
+                ("REQUESTS_CA_BUNDLE", &bundle),
+                ("CURL_CA_BUNDLE", &bundle),
+            ],
+            // No proxy in a sidecar: only the trust for the connector CA's leaves.
+            Mode::Sidecar => vec![
                 ("NODE_EXTRA_CA_CERTS", &ca),
                 ("SSL_CERT_FILE", &bundle),
                 ("REQUESTS_CA_BUNDLE", &bundle),

@@ -121,7 +121,11 @@ pub fn xds_bootstrap(opts: &Options, node_id: &str, xds: &Xds) -> Result<Vec<Out
     });
     let contents =
         to_yaml(&doc, "# Rendered by npm-connector render --xds: everything else comes from npm-connector serve.")?;
-    Ok(vec![OutFile { path: PathBuf::from("envoy.yaml"), contents, secret: false }])
+    let mut files = vec![OutFile { path: PathBuf::from("envoy.yaml"), contents, secret: false }];
+    if opts.mode == super::Mode::Sidecar {
+        files.extend(super::sidecar::files(opts)?);
+    }
+    Ok(files)
 }
 
 fn discovery_response(type_url: &str, items: &[Value]) -> Value {

@@ -241,8 +241,10 @@ pub fn resources(
     entries: &[Entry],
     source: &ConfigSource,
 ) -> Result<Resources, RenderError> {
-    if opts.mode == Mode::HttpsProxy {
-        return super::https::resources(planned, opts, entries, source);
+    match opts.mode {
+        Mode::HttpsProxy => return super::https::resources(planned, opts, entries, source),
+        Mode::Sidecar => return super::sidecar::resources(planned, opts, entries, source),
+        Mode::Gateway => {}
     }
     let mut res = Resources::default();
     // The routes and the clusters are independent: build them on two threads (thousands of
@@ -284,7 +286,7 @@ pub(crate) fn bootstrap_base(opts: &Options, node_id: &str) -> Value {
         "admin": {"address": {"pipe": {"path": opts.admin_socket.display().to_string(), "mode": 0o600}}},
         "stats_config": {"stats_tags": [stats_tag()]},
     });
-    if opts.mode != Mode::Gateway {
+    if opts.mode == Mode::HttpsProxy {
         doc["bootstrap_extensions"] = json!([{"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}]);
     }

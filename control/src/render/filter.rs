@@ -137,13 +137,14 @@ pub(crate) fn config(
                 tokens: e.tokens.clone(),
                 rewrite: None,
             },
-            Role::Gateway | Role::Tunnel => RawConnector {
+            Role::Gateway | Role::Tunnel | Role::Sidecar => RawConnector {
                 name: e.name.clone(),
                 route: e.route.clone(),
                 cluster: e.cluster.clone(),
                 credential: Some(e.credential.clone()),
                 tokens: e.tokens.clone(),
-                rewrite: e.rewrite.clone(),
+                // A sidecar's clients use the registry's own URLs: nothing to re-base.
+                rewrite: if role == Role::Sidecar { None } else { e.rewrite.clone() },
             },
         })
         .collect();

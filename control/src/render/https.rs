@@ -71,7 +71,7 @@ fn hosts(planned: &[Planned<'_>]) -> Vec<String> {
 }
 
 /// The SDS secrets (`envoy.extensions.transport_sockets.tls.v3.Secret`) for `serve`.
-fn leaf_secrets(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<Value>, RenderError> {
+pub(super) fn leaf_secrets(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<Value>, RenderError> {
     let tls = tls(opts)?;
     hosts(planned)
         .into_iter()
@@ -85,7 +85,7 @@ fn leaf_secrets(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<Value>, R
 }
 
 /// The TLS that ends a tunnel for `host`: its leaf, from files or over SDS.
-fn downstream_tls(tls: &Tls, host: &str, source: &ConfigSource) -> Value {
+pub(super) fn downstream_tls(tls: &Tls, host: &str, source: &ConfigSource) -> Value {
     let mut common = json!({"alpn_protocols": ["http/1.1"]});
     if *source == ConfigSource::Static {
         let (cert, key) = leaf_paths(tls, host);
@@ -153,9 +153,9 @@ fn connect_to(route: &str, cluster: &str) -> Value {
 
 /// Each connector's path prefixes (install and publish) with its route name, grouped by
 /// registry host and endpoint, in one pass over the connectors.
-type Prefixes = BTreeMap<String, BTreeMap<Upstream, Vec<(String, String)>>>;
+pub(super) type Prefixes = BTreeMap<String, BTreeMap<Upstream, Vec<(String, String)>>>;
 
-fn prefixes_by_host(planned: &[Planned<'_>]) -> Prefixes {
+pub(super) fn prefixes_by_host(planned: &[Planned<'_>]) -> Prefixes {
     let mut by_host: Prefixes = BTreeMap::new();
     for p in planned {
         let c = p.connector;
@@ -171,7 +171,7 @@ fn prefixes_by_host(planned: &[Planned<'_>]) -> Prefixes {
 /// Routes inside a tunnel to one registry host: each connector's prefixes, longest first (Envoy
 /// takes the first match), named after the connector; other paths on the host and other hosts
 /// get 403.
-fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>) -> Vec<Value> {
+pub(super) fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>) -> Vec<Value> {
     let mut vhosts: Vec<Value> = endpoints
         .into_iter()
         .map(|(up, mut prefixes)| {
@@ -192,7 +192,7 @@ fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>) -> Vec<Va
     vhosts.push(
         json!({"name": "other_host", "domains": ["*"], "routes": [{"name": "other_host", "match": {"prefix": "/"},
         "direct_response": json_reply(403,
-            "npm-connector: the Host of a tunnelled request must be the host the tunnel was opened for")}]}),
+            "npm-connector: the Host of a request must be the registry host its TLS connection was opened for (SNI)")}]}),
     );
     vhosts
 }

@@ -26,7 +26,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn load(path: &str) -> Vec<Connector> {
+pub(super) fn load(path: &str) -> Vec<Connector> {
     let text = std::fs::read_to_string(root().join(path)).unwrap();
     manifest::load(&[(path.to_owned(), text)], "default").unwrap()
 }
@@ -54,11 +54,20 @@ fn https_opts() -> Options {
     o
 }
 
-fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile> {
+/// Sidecar mode with the example CA and leaf, listening where the rendered iptables rules send
+/// the pod's traffic.
+pub(super) fn sidecar_opts() -> Options {
+    let mut o = https_opts();
+    o.mode = Mode::Sidecar;
+    o.listen = "127.0.0.1:15001".parse().unwrap();
+    o
+}
+
+pub(super) fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile> {
     render(connectors, o, &mut Fixed).unwrap()
 }
 
-fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
+pub(super) fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
     files.iter().find(|f| f.path == Path::new(path)).map(|f| f.contents.as_str()).unwrap_or_else(|| panic!("no {path}"))
 }
 
@@ -192,6 +201,7 @@ fn golden_sets() -> Vec<(&'static str, Options, &'static str)> {
     vec![
         ("examples/connectors.yaml", opts(Mode::Gateway), "envoy/examples/gateway"),
         ("examples/connectors.yaml", https_opts(), "envoy/examples/https-proxy"),
+        ("examples/connectors.yaml", sidecar_opts(), "envoy/examples/sidecar"),
         ("envoy/docker/connectors.yaml", docker, "envoy/docker/rendered"),
     ]
 }
@@ -323,12 +333,12 @@ fn https_proxy_client_files() {
             "  name: npm-connector\n  annotations:\n    npm-connector.io/allow-cleartext: \"true\"\n",
         );
     let http = manifest::load(&[("x".into(), yaml)], "default").unwrap();
-    assert!(matches!(render(&http, &https_opts(), &mut Fixed), Err(RenderError::NotHttps(_))));
+    assert!(matches!(render(&http, &https_opts(), &mut Fixed), Err(RenderError::NotHttps(..))));
     let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml"))
         .unwrap()
         .replace("nexus.example.com", "10.0.0.5");
     let ip = manifest::load(&[("x".into(), yaml)], "default").unwrap();
-    assert!(matches!(render(&ip, &https_opts(), &mut Fixed), Err(RenderError::IpHost(_))));
+    assert!(matches!(render(&ip, &https_opts(), &mut Fixed), Err(RenderError::IpHost(..))));
     assert!(matches!(
         render(&load("examples/connectors.yaml"), &opts(Mode::HttpsProxy), &mut Fixed),
         Err(RenderError::NoCa)

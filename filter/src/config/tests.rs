@@ -247,3 +247,12 @@ fn token_keys_are_checked_and_sealed_ones_opened() {
         Some("token key \"k2\": cannot unseal it: wrong NPM_CONNECTOR_KEY, or the sealed value was altered")
     );
 }
+
+#[test]
+fn sidecar_configs_take_no_rewrite() {
+    let mut v = base();
+    v["role"] = json!("sidecar");
+    assert_eq!(parse(&v).map(|c| c.role).unwrap_or_else(|e| panic!("{e}")), Role::Sidecar);
+    v["connectors"][0]["rewrite"] = json!({"upstream": "https://registry.test/", "client": "http://gw/team-a/npm/"});
+    assert_eq!(parse(&v).err(), Some(ConfigError::RewriteOnSidecar("team-a/npm".into())));
+}

@@ -301,3 +301,41 @@ fn signed_tokens_grant_their_connector_until_they_expire() {
     let token = a.trim_start_matches("Bearer ");
     assert_eq!(on("team-a/npm", &basic("team-a/npm", token), &c), "inject 0");
 }
+
+#[test]
+fn sidecar_takes_the_token_from_authorization_and_injects_on_the_own_route_only() {
+    let c = config("sidecar");
+    let a = Header::One("Bearer tok-a");
+    let host = |r: Request<'static>| Request { authority: Some("registry.test"), path: Some("/pkg"), ..r };
+    let cases: Vec<(&str, Request<'_>, &str)> = vec![
+        (
+            "own route, own token",
+            host(Request { authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }),
+            "inject 0",
+        ),
+        ("no token", host(get(Some("team-a/npm"), Some(CLUSTER))), "401 MissingToken"),
+        (
+            "another connector's token",
+            host(Request { authorization: Header::One("Bearer tok-b"), ..get(Some("team-a/npm"), Some(CLUSTER)) }),
+            "403 BadToken",
+        ),
+        (
+            "a token in Proxy-Authorization does not count",
+            host(Request { proxy_authorization: a, ..get(Some("team-a/npm"), Some(CLUSTER)) }),
+            "401 MissingToken",
+        ),
+        (
+            "unowned path (direct response)",
+            host(Request { authorization: a, ..get(Some("unowned_path"), None) }),
+            "forward",
+        ),
+        (
+            "route to another cluster",
+            host(Request { authorization: a, ..get(Some("team-a/npm"), Some("passthrough")) }),
+            "502 RouteMismatch",
+        ),
+    ];
+    for (name, req, want) in cases {
+        assert_eq!(outcome(&decide(&c, &req, &|| 100)), want, "{name}");
+    }
+}
