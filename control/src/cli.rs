@@ -136,6 +136,7 @@ impl DeployArgs {
                 proxy_uid: self.proxy_uid,
                 init_image: self.init_image.clone(),
             },
+            istio: None,
         })
     }
 

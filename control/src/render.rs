@@ -6,10 +6,12 @@ mod dynamic;
 mod envoy;
 mod filter;
 mod https;
+mod istio;
 mod sidecar;
 
 pub use dynamic::{xds_bootstrap, Xds, XdsClientTls, XdsTarget, XDS_CLUSTER};
 pub use envoy::{ConfigSource, Resources, ACCESS_LOG_FORMAT, WASM_TYPE_URL};
+pub use istio::{secret_name as istio_secret_name, Istio, IstioTarget};
 pub use sidecar::{init_container, iptables_script, Sidecar, DEFAULT_INIT_IMAGE};
 
 use std::collections::BTreeMap;
@@ -130,6 +132,8 @@ pub struct Options {
     pub tls: Option<Tls>,
     /// Sidecar mode's interception (ports, proxy uid, init image).
     pub sidecar: Sidecar,
+    /// Sidecar mode in an Istio mesh: also render the Istio objects (`render --istio`).
+    pub istio: Option<Istio>,
 }
 
 /// yarn classic (v1)'s copy of `.npmrc`, with the `always-auth` npm itself warns about.
@@ -177,6 +181,8 @@ pub enum RenderError {
     IpHost(String, &'static str),
     #[error("https-proxy mode: no leaf certificate for registry host {0}")]
     NoLeaf(String),
+    #[error("--istio renders sidecar mode for an Istio mesh: use it with --mode sidecar")]
+    IstioNeedsSidecar,
 }
 
 /// The registry hosts that need a leaf certificate in https-proxy mode.
@@ -222,6 +228,7 @@ impl Options {
             token_keys: Default::default(),
             tls: None,
             sidecar: Sidecar::default(),
+            istio: None,
         }
     }
 
@@ -325,6 +332,9 @@ pub fn render(
     if connectors.is_empty() {
         return Err(RenderError::NoConnectors);
     }
+    if opts.istio.is_some() && opts.mode != Mode::Sidecar {
+        return Err(RenderError::IstioNeedsSidecar);
+    }
     let mut tokens = Vec::new();
     let planned = plan(connectors, opts, |_| {
         let t = entropy.token()?;
@@ -334,7 +344,7 @@ pub fn render(
     })?;
     let public = opts.public_url()?;
     // Client files on a second thread while the bootstrap is built (both grow with connectors).
-    let (client_files, bootstrap) = std::thread::scope(|s| {
+    let (client_files, built) = std::thread::scope(|s| {
         let clients = s.spawn(|| {
             let mut files = Vec::with_capacity(planned.len() * 5);
             for (p, token) in planned.iter().zip(&tokens) {
@@ -342,17 +352,25 @@ pub fn render(
             }
             files
         });
-        let bootstrap = filter::connectors(&planned, opts).and_then(|fc| envoy::bootstrap(&planned, opts, &fc));
-        (clients.join(), bootstrap)
+        let built = filter::connectors(&planned, opts)
+            .and_then(|entries| Ok((envoy::bootstrap(&planned, opts, &entries)?, entries)));
+        (clients.join(), built)
     });
     let mut files = client_files.map_err(|_| RenderError::Filter("a rendering thread panicked".into()))?;
+    let (bootstrap, entries) = built?;
+    if let Some(istio) = &opts.istio {
+        let tls = opts.tls.as_ref().ok_or(RenderError::NoCa)?;
+        // The WasmPlugin's configuration is the sidecar listener's, from the same call.
+        let cfg = filter::config(&entries, opts, npm_connector_filter::config::Role::Sidecar, None, true)?;
+        files.extend(istio::files(&planned, tls, istio, &cfg)?);
+    }
     if opts.mode.terminates_tls() {
         files.extend(https::leaf_files(&planned, opts)?);
     }
     if opts.mode == Mode::Sidecar {
         files.extend(sidecar::files(opts)?);
     }
-    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: bootstrap?, secret: true });
+    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: bootstrap, secret: true });
     Ok(files)
 }
 

@@ -54,7 +54,10 @@ impl Envoy {
 
     /// The value of a counter in `/stats`, 0 when absent.
     pub fn counter(&self, name: &str) -> u64 {
-        let stats = self.admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")));
+        // A regex: escape what Envoy's stat names may hold (cluster names hold '|').
+        let escaped: String =
+            name.chars().flat_map(|c| if ".|+*?()[]{}^$".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+        let stats = self.admin(&format!("/stats?filter=^{}$", escaped.replace('|', "%7C")));
         stats
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))

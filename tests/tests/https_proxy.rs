@@ -269,7 +269,7 @@ fn upstream_san_mismatch(env: &mut Env) {
     let proxy = format!("http://team-a%2Fmismatch:{token}@127.0.0.1:{}", envoy.port);
     let r = clients::status_through(&proxy, &client_ca, &format!("https://{MISMATCH_HOST}:{port}/dep-a"));
     assert_eq!(r.stdout.trim(), "503", "{}", r.all());
-    let cluster = format!("cluster.registry_{MISMATCH_HOST}_{port}");
+    let cluster = format!("cluster.outbound|{port}||{MISMATCH_HOST}");
     assert!(envoy.counter(&format!("{cluster}.ssl.fail_verify_san")) >= 1, "{}", envoy.admin("/stats?filter=ssl"));
     assert_eq!(envoy.counter(&format!("{cluster}.upstream_rq_total")), 0, "no request reached the registry");
     // The filter did inject (the request was valid); the credential stayed inside Envoy.

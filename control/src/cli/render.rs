@@ -55,6 +55,87 @@ pub struct RenderArgs {
     /// The node id in the bootstrap (`--xds`): each Envoy on a control plane needs its own.
     #[arg(long, default_value = "npm-connector")]
     node_id: String,
+    #[command(flatten)]
+    istio: IstioArgs,
+}
+
+/// sidecar mode in an Istio mesh (`--istio`): the egress gateway terminates the build pods'
+/// TLS to the registries with the connector CA's leaves and runs the filter as a WasmPlugin.
+#[derive(clap::Args)]
+struct IstioArgs {
+    /// Also write istio/istio.yaml (ServiceEntry, VirtualServices, Gateway, DestinationRules,
+    /// WasmPlugin) and istio/leaf-secrets.yaml (needs --mode sidecar).
+    #[arg(long)]
+    istio: bool,
+    /// The egress gateway's namespace.
+    #[arg(long, default_value = "istio-system")]
+    istio_namespace: String,
+    /// The egress gateway pods' labels, KEY=VALUE (repeatable).
+    #[arg(long = "istio-gateway-label", value_parser = parse_label, default_value = "istio=egressgateway")]
+    istio_gateway_labels: Vec<(String, String)>,
+    /// The egress gateway's Service host.
+    #[arg(long, default_value = "istio-egressgateway.istio-system.svc.cluster.local")]
+    istio_gateway_service: String,
+    /// The WasmPlugin's selector, KEY=VALUE (repeatable) [default: the gateway's labels].
+    #[arg(long = "istio-selector", value_parser = parse_label, conflicts_with = "istio_target_ref")]
+    istio_selector: Vec<(String, String)>,
+    /// The WasmPlugin's targetRef instead, KIND/NAME (a Gateway API Gateway, or a Service).
+    #[arg(long)]
+    istio_target_ref: Option<String>,
+    /// Only pods with these labels, KEY=VALUE (repeatable), are routed through the gateway.
+    #[arg(long = "istio-build-pods", value_parser = parse_label)]
+    istio_build_pods: Vec<(String, String)>,
+    /// Where Istio pulls the filter: oci://REGISTRY/REPO:TAG (from `npm-connector image`),
+    /// https://… or file://… [default: file://<--wasm>].
+    #[arg(long)]
+    istio_wasm_url: Option<String>,
+    /// The sha256 Istio verifies (an OCI image's manifest digest) [default with a file:// URL:
+    /// the module's].
+    #[arg(long)]
+    istio_wasm_sha256: Option<String>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+impl IstioArgs {
+    fn istio(&self, wasm: &Path) -> Result<Option<render::Istio>> {
+        if !self.istio {
+            return Ok(None);
+        }
+        let url = self.istio_wasm_url.clone().unwrap_or_else(|| format!("file://{}", wasm.display()));
+        let sha256 = match (&self.istio_wasm_sha256, url.strip_prefix("file://")) {
+            (Some(s), _) => Some(s.trim_start_matches("sha256:").to_owned()),
+            (None, Some(path)) => std::fs::read(path).ok().map(|b| {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(b))
+            }),
+            (None, None) => None,
+        };
+        let gateway_labels: std::collections::BTreeMap<String, String> =
+            self.istio_gateway_labels.iter().cloned().collect();
+        let target = match &self.istio_target_ref {
+            Some(r) => {
+                let Some((kind, name)) = r.split_once('/') else {
+                    bail!("--istio-target-ref {r:?}: write KIND/NAME, e.g. Gateway/npm-egress");
+                };
+                render::IstioTarget::TargetRef(kind.to_owned(), name.to_owned())
+            }
+            None if self.istio_selector.is_empty() => render::IstioTarget::Selector(gateway_labels.clone()),
+            None => render::IstioTarget::Selector(self.istio_selector.iter().cloned().collect()),
+        };
+        Ok(Some(render::Istio {
+            namespace: self.istio_namespace.clone(),
+            gateway_labels,
+            gateway_service: self.istio_gateway_service.clone(),
+            target,
+            build_pods: self.istio_build_pods.iter().cloned().collect(),
+            url,
+            sha256,
+        }))
+    }
 }
 
 fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
@@ -97,6 +178,10 @@ pub fn run(a: RenderArgs) -> Result<()> {
     let mut opts = a.deploy.options(admin, a.token_ttl.map(|t| now + t), a.xds.is_empty())?;
     if a.xds.is_empty() {
         opts.tls = a.deploy.tls(&connectors, &out)?;
+    }
+    opts.istio = a.istio.istio(&opts.wasm)?;
+    if opts.istio.is_some() && (!a.xds.is_empty() || a.xds_dir.is_some()) {
+        bail!("--istio renders a static set of connectors: use it without --xds / --xds-dir");
     }
     let files = match (a.xds.is_empty(), &a.xds_dir) {
         (false, _) => {

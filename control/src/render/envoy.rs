@@ -31,8 +31,11 @@ impl Upstream {
         }
     }
 
+    /// Named as Istio names the cluster of a ServiceEntry host and port, so the filter's
+    /// configuration (which names each connector's cluster) is the same in a sidecar Envoy and
+    /// in an Istio proxy running the WasmPlugin.
     pub(super) fn cluster_name(&self) -> String {
-        format!("registry_{}_{}", self.host, self.port)
+        format!("outbound|{}||{}", self.port, self.host)
     }
 }
 

@@ -117,7 +117,7 @@ fn gateway_clients_use_a_path_on_the_proxy() {
     // cluster it must send to: the router is the one matcher.
     assert!(envoy.contains("name: default/npm-connector\n"), "{envoy}");
     assert!(envoy.contains(r#""route":"default/npm-connector""#), "{envoy}");
-    assert!(envoy.contains(r#""cluster":"registry_nexus.example.com_443""#), "{envoy}");
+    assert!(envoy.contains(r#""cluster":"outbound|443||nexus.example.com""#), "{envoy}");
     assert!(!envoy.contains("\"hosts\""), "the filter matches no hosts itself");
     assert!(envoy.contains(r#""client":"http://npm-connector.build.svc:8080/default/npm-connector/""#), "{envoy}");
 }
@@ -189,7 +189,7 @@ fn cleartext_registries_need_the_annotation_and_warn() {
     let w = manifest::warnings(&cs);
     assert!(w.len() == 1 && w[0].contains("in clear"), "{w:?}");
     let envoy = file(&render_fixed(&cs, &opts(Mode::Gateway)), "envoy.yaml").to_owned();
-    assert!(envoy.contains("registry_nexus.example.com_80") && !envoy.contains("UpstreamTlsContext"), "{envoy}");
+    assert!(envoy.contains("outbound|80||nexus.example.com") && !envoy.contains("UpstreamTlsContext"), "{envoy}");
 }
 
 /// (manifest, mode, options tweak, directory of the checked-in output)
