@@ -26,6 +26,8 @@ pub const OTHER_BODY: &str = "other.test answered\n";
 
 pub struct Pod {
     pub envoy: Daemon,
+    /// `npm-connector serve --mode sidecar`, once [`Pod::switch_to_serve`] started it.
+    pub serve: Option<Daemon>,
     pub other: Daemon,
     pub registry: Verdaccio,
     pub hosts: Hosts,
@@ -118,6 +120,60 @@ fn start_other(d: &Path, ns: &str) -> Daemon {
     other
 }
 
+/// What render (static) and serve share: sidecar mode, the connector CA, the listener the
+/// rules redirect to, the test CA for the registry and as the clients' other roots, the
+/// registry hosts pinned to the registry namespace's address.
+fn common_args(d: &Path) -> Vec<String> {
+    let ca = d.join(npm_connector::pki::CA_CERT).display().to_string();
+    let args = [
+        "--mode".to_owned(),
+        "sidecar".to_owned(),
+        "--ca-dir".to_owned(),
+        d.join("connector-ca").display().to_string(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{SIDECAR_PORT}"),
+        "--upstream-ca".to_owned(),
+        ca.clone(),
+        "--trust-bundle".to_owned(),
+        ca,
+        "--resolve".to_owned(),
+        format!("{REGISTRY_HOST}={REGISTRY_ADDR}"),
+        "--resolve".to_owned(),
+        format!("{REGISTRY2_HOST}={REGISTRY_ADDR}"),
+        "--wasm".to_owned(),
+        d.join("npm_connector_filter.wasm").display().to_string(),
+    ];
+    args.to_vec()
+}
+
+/// The sidecar's uid owns its configuration (keys 0600), as a pod's volume would give it.
+fn give_to_proxy(dir: &Path) {
+    let status = Command::new("chown").args(["-R", &format!("{PROXY_UID}:{PROXY_UID}")]).arg(dir).status();
+    assert!(status.map(|s| s.success()).unwrap_or(false), "chown");
+}
+
+/// Envoy under the proxy uid in the pod's namespace, on `out/envoy.yaml`, ready.
+fn start_sidecar(pod: &str, d: &Path, out: &Path, key: &str, log: &str) -> Daemon {
+    let mut cmd = Hosts::command(pod, "setpriv");
+    cmd.args([&format!("--reuid={PROXY_UID}"), &format!("--regid={PROXY_UID}"), "--clear-groups"])
+        .arg(d.join("envoy"))
+        .arg("-c")
+        .arg(out.join("envoy.yaml"))
+        .args([
+            "--use-dynamic-base-id",
+            "--log-level",
+            "info",
+            "--concurrency",
+            "1",
+            "--file-flush-interval-msec",
+            "100",
+        ])
+        .env(npm_connector_filter::seal::KEY_ENV, key);
+    let mut envoy = Daemon::spawn("sidecar envoy", cmd, d.join(log));
+    wait_ready(&mut envoy, &out.join("admin.sock"));
+    envoy
+}
+
 /// Waits for an Envoy's admin socket to answer `/ready` with LIVE.
 pub fn wait_ready(envoy: &mut Daemon, admin: &Path) {
     let start = Instant::now();
@@ -164,44 +220,20 @@ impl Pod {
         control::run(&["ca", "init", "--dir", &ca_dir.display().to_string()]);
         let key_file = d.join("key");
         let key = control::keygen(&key_file);
-        write(&d.join("connectors.yaml"), &manifests(&password, &password2));
+        let manifest_dir = d.join("manifests");
+        std::fs::create_dir_all(&manifest_dir).unwrap_or_else(|e| panic!("{e}"));
+        write(&manifest_dir.join("connectors.yaml"), &manifests(&password, &password2));
         let out = d.join("out");
-        let wasm = d.join("npm_connector_filter.wasm");
         std::fs::copy(
             crate::tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm"),
-            &wasm,
+            d.join("npm_connector_filter.wasm"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let ca = pki.ca_cert.display().to_string();
-        let (reg1, reg2) = (format!("{REGISTRY_HOST}={REGISTRY_ADDR}"), format!("{REGISTRY2_HOST}={REGISTRY_ADDR}"));
-        control::render(
-            &d.join("connectors.yaml"),
-            &out,
-            &key_file,
-            &[
-                "--mode",
-                "sidecar",
-                "--ca-dir",
-                &ca_dir.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{SIDECAR_PORT}"),
-                "--proxy-uid",
-                &PROXY_UID.to_string(),
-                "--upstream-ca",
-                &ca,
-                "--trust-bundle",
-                &ca,
-                "--resolve",
-                &reg1,
-                "--resolve",
-                &reg2,
-                "--wasm",
-                &wasm.display().to_string(),
-            ],
-        );
-        // The sidecar's uid owns its configuration (keys 0600), as a pod's volume would give it.
-        let status = Command::new("chown").args(["-R", &format!("{PROXY_UID}:{PROXY_UID}")]).arg(&out).status();
-        assert!(status.map(|s| s.success()).unwrap_or(false), "chown");
+        let mut args = common_args(&d);
+        args.extend(["--proxy-uid".into(), PROXY_UID.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        control::render(&manifest_dir.join("connectors.yaml"), &out, &key_file, &args);
+        give_to_proxy(&out);
 
         // What the init container does: the rendered rules, in the pod's namespace.
         Hosts::sh(&hosts.pod, &format!("sh {}", out.join("sidecar/iptables.sh").display()));
@@ -211,28 +243,51 @@ impl Pod {
         std::fs::copy(netns::envoy_executable(), &envoy_bin).unwrap_or_else(|e| panic!("{e}"));
         chmod(&envoy_bin, 0o755);
         let admin = out.join("admin.sock");
-        let mut cmd = Hosts::command(&hosts.pod, "setpriv");
-        cmd.args([&format!("--reuid={PROXY_UID}"), &format!("--regid={PROXY_UID}"), "--clear-groups"])
-            .arg(&envoy_bin)
-            .arg("-c")
-            .arg(out.join("envoy.yaml"))
-            .args([
-                "--use-dynamic-base-id",
-                "--log-level",
-                "info",
-                "--concurrency",
-                "1",
-                "--file-flush-interval-msec",
-                "100",
-            ])
-            .env(npm_connector_filter::seal::KEY_ENV, &key);
-        let mut envoy = Daemon::spawn("sidecar envoy", cmd, d.join("envoy.log"));
-        wait_ready(&mut envoy, &admin);
+        let envoy = start_sidecar(&hosts.pod, &d, &out, &key, "envoy.log");
         let mut secrets = vec![password.clone(), password2.clone(), key];
         for ns in ["team/npm", "other-team/npm"] {
             secrets.extend(control::npmrc_token(&out.join(ns).join(".npmrc")));
         }
-        Pod { envoy, other, registry, hosts, pki, out, admin, secrets, password, dir }
+        Pod { envoy, serve: None, other, registry, hosts, pki, out, admin, secrets, password, dir }
+    }
+
+    /// Replaces the static sidecar with one fed by `npm-connector serve --mode sidecar` (in the
+    /// pod's namespace, on loopback): listeners and clusters over ADS, the leaves over SDS, the
+    /// client files from `serve --clients`. Returns the clients directory.
+    pub fn switch_to_serve(&mut self) -> PathBuf {
+        self.envoy.terminate();
+        let d = self.dir.path().to_owned();
+        let clients = d.join("clients");
+        let mut cmd = Hosts::command(&self.hosts.pod, control::binary());
+        cmd.args(["serve", "-d"]).arg(d.join("manifests")).arg("--key-file").arg(d.join("key"));
+        cmd.args(["--clients"]).arg(&clients).args(["--xds-listen", "127.0.0.1:18000", "--token-ttl", "1h"]);
+        cmd.args(common_args(&d)).env("RUST_LOG", "info");
+        self.serve = Some(Daemon::spawn("npm-connector serve", cmd, d.join("serve.log")));
+        let out = d.join("out-xds");
+        control::run(&[
+            "render",
+            "--xds",
+            "grpc://127.0.0.1:18000",
+            "--mode",
+            "sidecar",
+            "--node-id",
+            "sidecar",
+            "--listen",
+            &format!("127.0.0.1:{SIDECAR_PORT}"),
+            "-o",
+            &out.display().to_string(),
+            "--wasm",
+            &d.join("npm_connector_filter.wasm").display().to_string(),
+        ]);
+        give_to_proxy(&out);
+        let key = std::fs::read_to_string(d.join("key")).unwrap_or_default().trim().to_owned();
+        self.admin = out.join("admin.sock");
+        self.envoy = start_sidecar(&self.hosts.pod, &d, &out, &key, "envoy-xds.log");
+        let npmrc = clients.join("team/npm/.npmrc");
+        control::wait_for("serve's client files and the sidecar's listener over xDS", Duration::from_secs(30), || {
+            (npmrc.exists() && self.admin("/listeners").contains("npm_connector_sidecar")).then_some(())
+        });
+        clients
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -270,6 +325,9 @@ impl Pod {
 impl Drop for Pod {
     fn drop(&mut self) {
         self.envoy.terminate();
+        if let Some(s) = &mut self.serve {
+            s.terminate();
+        }
         self.other.terminate();
         self.registry.daemon.terminate();
     }

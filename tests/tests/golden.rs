@@ -10,12 +10,13 @@ fn checked_in_envoy_configs_validate() {
     for rel in [
         "envoy/examples/gateway/envoy.yaml",
         "envoy/examples/https-proxy/envoy.yaml",
+        "envoy/examples/sidecar/envoy.yaml",
         "envoy/docker/rendered/envoy.yaml",
     ] {
         let text = std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
         assert!(text.contains("/etc/npm-connector/npm_connector_filter.wasm") || rel.contains("xds"), "{rel}");
-        // https-proxy: the leaf files as checked in next to the bootstrap.
-        let tls = root().join("envoy/examples/https-proxy/tls");
+        // https-proxy and sidecar: the leaf files as checked in next to the bootstrap.
+        let tls = root().join(rel).with_file_name("tls");
         let local = text
             .replace("/etc/npm-connector/npm_connector_filter.wasm", &wasm.display().to_string())
             .replace("/etc/npm-connector/tls", &tls.display().to_string());

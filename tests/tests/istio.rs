@@ -111,6 +111,7 @@ fn istio_objects_validate_and_carry_the_sidecars_filter_configuration() {
     assert_eq!(
         kinds,
         [
+            "DestinationRule/npm-connector-egress-gateway",
             "DestinationRule/npm-connector-gitlab-example-com-443",
             "DestinationRule/npm-connector-nexus-example-com-443",
             "Gateway/npm-connector-egress",
@@ -120,7 +121,7 @@ fn istio_objects_validate_and_carry_the_sidecars_filter_configuration() {
             "WasmPlugin/npm-connector",
         ]
     );
-    assert_eq!(report.matches("valid ").count(), 7, "{report}");
+    assert_eq!(report.matches("valid ").count(), 8, "{report}");
 
     let wp = objects.iter().find(|o| o["kind"] == "WasmPlugin").cloned().unwrap_or_default();
     assert_eq!(wp["spec"]["failStrategy"], "FAIL_CLOSE");

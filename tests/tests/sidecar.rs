@@ -243,4 +243,19 @@ fn sidecar_intercepts_only_the_registry_and_every_client_works_without_proxy_set
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(injected >= 40, "every client's requests were intercepted and injected: {stats}");
+
+    // The same pod fed by `serve --mode sidecar`: leaves over SDS, client files from serve.
+    let mut pod = pod;
+    let served = pod.switch_to_serve();
+    clients::run_in_netns(Some(&pod.hosts.pod));
+    let npm = Npm::new(&pod.path("home-npm-served"), &served.join(A).join(".npmrc"));
+    let r = npm.run(&pod.path("whoami-served"), &["whoami"]);
+    assert_eq!(r.stdout.trim(), "ci-a", "through the xDS-fed sidecar: {}", r.all());
+    let project = consumer(&pod, "npm-served", "");
+    let r = npm.run(&project, &["install", "app-b@1.0.0"]);
+    assert!(r.ok, "npm install through the xDS-fed sidecar: {}", r.all());
+    let dump = pod.admin("/config_dump");
+    assert!(dump.contains("dynamic_active_secrets") && dump.contains("leaf_registry.test"), "the leaves came over SDS");
+    assert!(!dump.contains("PRIVATE KEY"), "leaf keys are redacted in /config_dump");
+    clients::run_in_netns(None);
 }

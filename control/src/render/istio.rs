@@ -9,7 +9,8 @@
 //!   connector CA (`credentialName`: a Secret rendered next to it), which the pods trust.
 //! - `VirtualService` (gateway): one HTTP route per connector prefix, named after the
 //!   connector, to the registry's `outbound|443||<host>` cluster: the names the filter checks.
-//! - `DestinationRule`: the gateway re-originates TLS to the registry (SNI, SAN verified).
+//! - `DestinationRule`s: the sidecars pass the clients' TLS to the gateway without wrapping it
+//!   in Istio mTLS; the gateway re-originates TLS to the registry (SNI, SAN verified).
 //! - `WasmPlugin`: the filter on the gateway, `FAIL_CLOSE`, phase AUTHN (before the router,
 //!   whose choice it reads); `pluginConfig` is the sidecar-mode filter configuration, byte
 //!   for byte (sealed credentials, token hashes, token keys); the sealing key from the proxy's
@@ -166,6 +167,12 @@ pub(crate) fn files(
             "spec": {"host": up.host, "exportTo": ["."], "trafficPolicy": {"portLevelSettings": [{"port": {"number": up.port},
                 "tls": {"mode": "SIMPLE", "sni": up.host, "subjectAltNames": [up.host]}}]}}}));
     }
+    // The build pods' sidecars hand the clients' own TLS to the gateway as it is: no Istio
+    // mTLS around it, or the gateway's SIMPLE server would see Istio's handshake instead.
+    objects.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": meta("npm-connector-egress-gateway", ns),
+        "spec": {"host": istio.gateway_service, "exportTo": ["*"], "trafficPolicy": {"portLevelSettings": [
+            {"port": {"number": 443}, "tls": {"mode": "DISABLE"}}]}}}));
     objects.push(wasm_plugin(istio, filter_json)?);
 
     let mut docs = String::from(

@@ -63,6 +63,22 @@ pub(super) fn sidecar_opts() -> Options {
     o
 }
 
+/// Sidecar mode with the Istio objects (an egress gateway in istio-system, build pods
+/// labelled `npm-connector/build: "true"`).
+fn istio_opts() -> Options {
+    let mut o = sidecar_opts();
+    o.istio = Some(Istio {
+        namespace: "istio-system".into(),
+        gateway_labels: [("istio".to_owned(), "egressgateway".to_owned())].into(),
+        gateway_service: "istio-egressgateway.istio-system.svc.cluster.local".into(),
+        target: IstioTarget::Selector([("istio".to_owned(), "egressgateway".to_owned())].into()),
+        build_pods: [("npm-connector/build".to_owned(), "true".to_owned())].into(),
+        url: "oci://registry.example.com/npm-connector-filter:0.1.0".into(),
+        sha256: None,
+    });
+    o
+}
+
 pub(super) fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile> {
     render(connectors, o, &mut Fixed).unwrap()
 }
@@ -201,7 +217,7 @@ fn golden_sets() -> Vec<(&'static str, Options, &'static str)> {
     vec![
         ("examples/connectors.yaml", opts(Mode::Gateway), "envoy/examples/gateway"),
         ("examples/connectors.yaml", https_opts(), "envoy/examples/https-proxy"),
-        ("examples/connectors.yaml", sidecar_opts(), "envoy/examples/sidecar"),
+        ("examples/connectors.yaml", istio_opts(), "envoy/examples/sidecar"),
         ("envoy/docker/connectors.yaml", docker, "envoy/docker/rendered"),
     ]
 }
