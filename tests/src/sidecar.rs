@@ -230,7 +230,8 @@ impl Pod {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let mut args = common_args(&d);
-        args.extend(["--proxy-uid".into(), PROXY_UID.to_string()]);
+        // --istio too: the WasmPlugin's pluginConfig must be what this Envoy runs.
+        args.extend(["--proxy-uid".into(), PROXY_UID.to_string(), "--istio".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         control::render(&manifest_dir.join("connectors.yaml"), &out, &key_file, &args);
         give_to_proxy(&out);

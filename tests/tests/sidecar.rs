@@ -204,6 +204,24 @@ fn passthrough_and_refusals(pod: &Pod) {
     let _ = REGISTRY2_HOST;
 }
 
+/// The sidecar listener's filter configuration as the running Envoy reports it.
+fn running_filter_config(dump: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(dump).unwrap_or_else(|e| panic!("config_dump: {e}"));
+    let mut found = None;
+    fn walk(v: &serde_json::Value, found: &mut Option<serde_json::Value>) {
+        match v {
+            serde_json::Value::String(s) if s.contains(r#""role":"sidecar""#) => {
+                *found = serde_json::from_str(s).ok();
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, found)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, found)),
+            _ => {}
+        }
+    }
+    walk(&v, &mut found);
+    found.unwrap_or_else(|| panic!("no sidecar filter configuration in /config_dump"))
+}
+
 #[test]
 fn sidecar_intercepts_only_the_registry_and_every_client_works_without_proxy_settings() {
     if let Err(why) = netns::available() {
@@ -223,6 +241,16 @@ fn sidecar_intercepts_only_the_registry_and_every_client_works_without_proxy_set
     // at the unrelated host, not in any client's output.
     let dump = pod.admin("/config_dump");
     assert!(dump.contains("npm_connector_sidecar"), "config_dump answered");
+    // One renderer: the Istio WasmPlugin rendered with this pod carries the very filter
+    // configuration this sidecar Envoy runs (as its /config_dump shows it).
+    let running = running_filter_config(&dump);
+    let istio = std::fs::read_to_string(pod.out.join("istio/istio.yaml")).unwrap_or_default();
+    let plugin = istio
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml_ng::from_str::<serde_json::Value>(d).ok())
+        .find(|d| d["kind"] == "WasmPlugin")
+        .unwrap_or_else(|| panic!("no WasmPlugin in {istio}"));
+    assert_eq!(plugin["spec"]["pluginConfig"], running, "pluginConfig = the running sidecar's filter configuration");
     let other = pod.other_seen().join("\n");
     let log = pod.envoy_log();
     for s in &pod.secrets {
