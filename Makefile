@@ -20,7 +20,11 @@ export NPM_CONNECTOR_BIN := $(CURDIR)/target/debug/npm-connector
 # Core unit tests compiled to wasm32-wasip1 run under Node's WASI.
 export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/wasi/run.mjs
 
-.PHONY: test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools netns-tools node-tools demo bench e2e-docker render-example golden clean
+## fuzz: every libFuzzer target for FUZZ_SECONDS each (default 60; CI: 30), corpora in fuzz/corpus/
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := filter_config token path authority packument manifest client_files
+
+.PHONY: fuzz fuzz-tools test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools netns-tools node-tools demo bench e2e-docker render-example golden clean
 
 ## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests
 test: lint unit wasm-unit e2e
@@ -77,6 +81,22 @@ unit: toolchain envoy wasm
 
 wasm-unit: toolchain
 	cargo test -p npm-connector-filter --lib --target wasm32-wasip1
+
+# cargo fuzz on the pinned stable toolchain: no sanitizer (ASan needs nightly); libFuzzer's
+# coverage instrumentation and the crates' own checks (overflow checks on, debug asserts on).
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
+
+fuzz: toolchain fuzz-tools
+	cd fuzz && cargo fuzz build -O --sanitizer none --debug-assertions
+	@for t in $(FUZZ_TARGETS); do \
+	  dict=""; [ -f fuzz/$$t.dict ] && dict="-dict=$$t.dict"; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  (set -o pipefail; cd fuzz && cargo fuzz run -O --sanitizer none --debug-assertions $$t corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 -print_final_stats=1 $$dict 2>&1 \
+	    | grep -E "^(stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread .* panicked|Done|smuggled|an error)" ) \
+	    || { echo "fuzz: $$t FAILED (crash input under fuzz/artifacts/$$t/)"; exit 1; }; \
+	done
 
 ## static: npm-connector as one static (musl) binary for build images: `login` needs nothing else
 STATIC := target/x86_64-unknown-linux-musl/release/npm-connector

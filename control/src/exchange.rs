@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Connector;
-use crate::render::{self, Mode, Options};
+use crate::render::{self, Options};
 use crate::serve::metrics::ServeMetrics;
 use crate::token::TokenKeys;
 use oidc::{IdTokenError, Issuers, RateLimit};
@@ -70,7 +70,7 @@ pub struct TokenRequest {
     /// Where the client will put the files (absolute): `cafile` paths point there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
-    /// The client mode the caller expects (`gateway`, `https-proxy`); refused if this server
+    /// The client mode the caller expects (`gateway`, `https-proxy`, `sidecar`); refused if this server
     /// renders another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
@@ -131,14 +131,6 @@ pub struct Exchange {
     pub metrics: Arc<ServeMetrics>,
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Gateway => "gateway",
-        Mode::HttpsProxy => "https-proxy",
-        Mode::Sidecar => "sidecar",
-    }
-}
-
 impl Exchange {
     pub fn new(issuers: Issuers, rate: RateLimit, view: Arc<RwLock<Arc<View>>>, metrics: Arc<ServeMetrics>) -> Self {
         let per_minute = std::num::NonZeroU32::new(rate.per_minute.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
@@ -174,7 +166,7 @@ impl Exchange {
             refused(404, "unknown_connector", format!("no connector {:?} on this server", req.connector))
         })?;
         policy::allowed(&who, connector).map_err(|m| refused(403, "not_allowed", m))?;
-        let mode = mode_name(view.opts.mode);
+        let mode = view.opts.mode.name();
         if let Some(m) = req.mode.as_deref().filter(|m| *m != mode) {
             return Err(refused(400, "mode", format!("this server renders {mode} client files, not {m}")));
         }

@@ -238,9 +238,20 @@ fn token_keys(raw: Vec<RawTokenKey>, key: Option<&Key>) -> Result<HashMap<String
 /// secret: keep the messages that only name fields or variants, else just say where.
 fn describe(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    let safe = ["unknown field", "missing field", "duplicate field", "unknown variant"];
-    if safe.iter().any(|p| msg.starts_with(p)) {
+    // "missing field" and "duplicate field" name this schema's fields; "unknown field" and
+    // "unknown variant" name what the input wrote, shown only when it looks like a field name.
+    let named = ["missing field", "duplicate field"];
+    let echoed = ["unknown field", "unknown variant"];
+    if named.iter().any(|p| msg.starts_with(p)) {
         msg
+    } else if let Some(p) = echoed.iter().find(|p| msg.starts_with(*p)) {
+        let name = msg.split('`').nth(1).unwrap_or_default();
+        if !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            msg
+        } else {
+            let rest = msg.split_once(", expected").map(|(_, r)| format!(", expected{r}")).unwrap_or_default();
+            format!("{p} (name not shown){rest}")
+        }
     } else {
         let kind = match e.classify() {
             serde_json::error::Category::Syntax => "syntax error",

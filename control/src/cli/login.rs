@@ -36,7 +36,8 @@ pub struct LoginArgs {
     /// The audience to request from GitHub Actions.
     #[arg(long, default_value = oidc::DEFAULT_AUDIENCE)]
     audience: String,
-    /// The client mode the server must render (refused if it renders another).
+    /// The client mode the server must render: gateway, https-proxy or sidecar (refused if it
+    /// renders another).
     #[arg(long)]
     mode: Option<String>,
     /// Write every file into this directory instead of the user-level locations.

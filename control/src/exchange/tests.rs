@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::oidc::{IssuerConfig, Issuers, Kind, RateLimit};
 use super::*;
-use crate::render::{Key, Sealing};
+use crate::render::{Key, Mode, Sealing};
 
 struct TestIssuer {
     keys: Vec<(String, rcgen::KeyPair)>,

@@ -209,8 +209,21 @@ fn parse_address(s: &str) -> Result<url::Url, String> {
     if u.query().is_some() || u.fragment().is_some() {
         return Err(format!("{s:?} must not have a query or fragment"));
     }
-    if u.host_str().is_none() {
-        return Err(format!("{s:?} has no host"));
+    match u.host() {
+        None => return Err(format!("{s:?} has no host")),
+        // URLs allow hosts such as `a=b` that no DNS name is and that .npmrc keys cannot hold.
+        Some(url::Host::Domain(d))
+            if !d.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b))
+            }) =>
+        {
+            return Err(format!("{s:?}: the host must be a DNS name (letters, digits, '-', '_' and '.')"));
+        }
+        _ => {}
+    }
+    // npm reads `//host/path/:_authToken=` up to the first '=': a path must not break the key.
+    if let Some(c) = u.path().chars().find(|c| "=;#\"'`[]\\ ".contains(*c)) {
+        return Err(format!("{s:?}: the path must not contain {c:?}, which .npmrc keys cannot hold"));
     }
     if !u.path().ends_with('/') {
         let p = format!("{}/", u.path());

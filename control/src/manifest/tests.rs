@@ -77,6 +77,19 @@ fn errors_name_file_document_and_field() {
             "unknown field `adress`",
         ),
         (&SEED.replace("https://nexus.example.com/repository/npm", "ftp://x/"), 2, "spec.address", "http or https"),
+        // Found by fuzzing: a URL may have a host or path no .npmrc key can hold.
+        (
+            &SEED.replace("https://nexus.example.com/repository/npm", "https://b=/npm"),
+            2,
+            "spec.address",
+            "must be a DNS name",
+        ),
+        (
+            &SEED.replace("https://nexus.example.com/repository/npm", "https://x/a=b"),
+            2,
+            "spec.address",
+            "must not contain '='",
+        ),
         (
             &SEED.replace("https://nexus.example.com/repository/npm", "https://u:p@x/"),
             2,

@@ -82,6 +82,16 @@ impl Client<'_> {
         self.connector.scope.as_deref()
     }
 
+    /// Where clients publish, if not the registry URL. Gateway mode routes only the
+    /// connector's gateway path, so a publish address is not offered there: binding the token
+    /// to the registry's own host would send it past the proxy.
+    fn publish(&self) -> Option<&url::Url> {
+        match self.mode {
+            Mode::Gateway => None,
+            Mode::HttpsProxy | Mode::Sidecar => self.connector.publish.as_ref(),
+        }
+    }
+
     /// The registry auth the client sends: the token (forward, gateway) or a placeholder.
     fn registry_auth(&self) -> &str {
         match self.mode {
@@ -114,7 +124,7 @@ impl Client<'_> {
             Mode::Sidecar => s += &format!("cafile={}\n", self.bundle_path()),
             Mode::Gateway => {}
         }
-        if let Some(publish) = &self.connector.publish {
+        if let Some(publish) = self.publish() {
             s += &format!("{}:_authToken={}\n", nerf_dart(publish), self.registry_auth());
         }
         s += &format!("{}:_authToken={}\n", nerf_dart(self.registry), self.registry_auth());
@@ -145,13 +155,13 @@ impl Client<'_> {
                     q(registry),
                     q(auth)
                 );
-                if let Some(publish) = &self.connector.publish {
+                if let Some(publish) = self.publish() {
                     s += &format!("    npmPublishRegistry: {}\n", q(publish.as_str()));
                 }
             }
             None => {
                 s += &format!("npmRegistryServer: {}\nnpmAlwaysAuth: true\nnpmAuthToken: {}\n", q(registry), q(auth));
-                if let Some(publish) = &self.connector.publish {
+                if let Some(publish) = self.publish() {
                     s += &format!("npmPublishRegistry: {}\n", q(publish.as_str()));
                 }
             }

@@ -371,6 +371,14 @@ fn scoped_connectors_with_a_publish_registry() {
         spec: {connectorClassName: npm, address: 'https://gitlab.example.com/api/v4/packages/npm/', \
         auth: {name: bearerToken, secretRef: {name: gl}}}\n";
     let cs = manifest::load(&[("gl.yaml".into(), yaml.into())], "default").unwrap();
+    // Gateway mode routes only the gateway path: the token is never bound to the registry's
+    // own publish host (found by fuzzing the client files).
+    let gw = render_fixed(&cs, &opts(Mode::Gateway));
+    let clients: Vec<&OutFile> = gw.iter().filter(|f| f.path.starts_with("default/gitlab")).collect();
+    assert!(clients.len() >= 4);
+    for f in clients {
+        assert!(!f.contents.contains("gitlab.example.com/api/v4/projects"), "{:?}:\n{}", f.path, f.contents);
+    }
     let files = render_fixed(&cs, &https_opts_for("gitlab.example.com"));
     let npmrc = file(&files, "default/gitlab/.npmrc");
     assert!(npmrc.contains("\n@acme:registry=https://gitlab.example.com/api/v4/packages/npm/\n"), "{npmrc}");
