@@ -24,10 +24,14 @@ export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/w
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := filter_config token path authority packument manifest client_files
 
-.PHONY: fuzz fuzz-tools test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools netns-tools node-tools demo bench e2e-docker render-example golden clean
+.PHONY: fuzz fuzz-smoke fuzz-tools test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools netns-tools node-tools demo bench e2e-docker render-example golden clean
 
-## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests
-test: lint unit wasm-unit e2e
+## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests, and each
+## fuzz target for 30 s over its checked-in corpus (a regression shows; `make fuzz` for longer)
+test: lint unit wasm-unit e2e fuzz-smoke
+
+fuzz-smoke: FUZZ_SECONDS := 30
+fuzz-smoke: fuzz
 
 toolchain:
 	rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
