@@ -288,35 +288,7 @@ fn plan<'a>(
 /// A connector's client files (`.npmrc`, `.yarnrc.yml`) carrying `token`.
 pub fn client_files(c: &Connector, opts: &Options, token: &SecretString) -> Result<Vec<OutFile>, RenderError> {
     let public = opts.public_url()?;
-    Ok(files_for(c, &client_registry(c, opts, &public), &public, opts, token))
-}
-
-/// A connector's client files, its clients using `registry` and reaching the proxy at `public`.
-fn files_for(
-    connector: &Connector,
-    registry: &url::Url,
-    public: &url::Url,
-    opts: &Options,
-    token: &SecretString,
-) -> Vec<OutFile> {
-    let client = &client::Client { connector, registry, public, mode: opts.mode, token, tls: opts.tls.as_ref() };
-    let dir = PathBuf::from(&client.connector.namespace).join(&client.connector.name);
-    let mut files = vec![
-        OutFile { path: dir.join(".npmrc"), contents: client.npmrc(), secret: true },
-        OutFile { path: dir.join(".yarnrc.yml"), contents: client.yarnrc(), secret: true },
-        OutFile { path: dir.join("bunfig.toml"), contents: client.bunfig(), secret: true },
-        OutFile { path: dir.join(YARN_CLASSIC_FILE), contents: client.yarn_classic_npmrc(), secret: true },
-    ];
-    // Gateway clients need no proxy: the registry URL carries everything.
-    if client.mode != Mode::Gateway {
-        files.push(OutFile { path: dir.join("connector.env"), contents: client.env(), secret: true });
-    }
-    if let (true, Some(tls)) = (client.mode.terminates_tls(), client.tls) {
-        files.push(OutFile { path: dir.join(client::CA_FILE), contents: tls.ca_cert.clone(), secret: false });
-        let bundle = format!("{}\n{}", tls.ca_cert.trim_end(), tls.roots);
-        files.push(OutFile { path: dir.join(BUNDLE_FILE), contents: bundle, secret: false });
-    }
-    files
+    Ok(client::files_for(c, &client_registry(c, opts, &public), &public, opts, token))
 }
 
 /// Renders the output directory of a static deployment: a fresh client token per connector
@@ -348,7 +320,7 @@ pub fn render(
         let clients = s.spawn(|| {
             let mut files = Vec::with_capacity(planned.len() * 5);
             for (p, token) in planned.iter().zip(&tokens) {
-                files.extend(files_for(p.connector, &p.client_registry, &public, opts, token));
+                files.extend(client::files_for(p.connector, &p.client_registry, &public, opts, token));
             }
             files
         });

@@ -245,11 +245,15 @@ fn describe(e: &serde_json::Error) -> String {
     if named.iter().any(|p| msg.starts_with(p)) {
         msg
     } else if let Some(p) = echoed.iter().find(|p| msg.starts_with(*p)) {
-        let name = msg.split('`').nth(1).unwrap_or_default();
+        // "unknown field `<name>`, expected …": the name may itself hold backticks.
+        let body = &msg[p.len()..];
+        let (name, rest) = match body.rfind("`, expected") {
+            Some(end) => (body.get(2..end).unwrap_or_default(), &body[end + 1..]),
+            None => (body.get(2..body.len().saturating_sub(1)).unwrap_or_default(), ""),
+        };
         if !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
             msg
         } else {
-            let rest = msg.split_once(", expected").map(|(_, r)| format!(", expected{r}")).unwrap_or_default();
             format!("{p} (name not shown){rest}")
         }
     } else {

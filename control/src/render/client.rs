@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{filter::authority, Mode, Tls};
+use super::{filter::authority, Mode, Options, OutFile, Tls, YARN_CLASSIC_FILE};
 use crate::manifest::Connector;
 
 /// The connector CA's file name in each connector's client directory.
@@ -234,4 +234,32 @@ impl Client<'_> {
         }
         s
     }
+}
+
+/// A connector's client files, its clients using `registry` and reaching the proxy at `public`.
+pub(super) fn files_for(
+    connector: &Connector,
+    registry: &url::Url,
+    public: &url::Url,
+    opts: &Options,
+    token: &SecretString,
+) -> Vec<OutFile> {
+    let client = &Client { connector, registry, public, mode: opts.mode, token, tls: opts.tls.as_ref() };
+    let dir = PathBuf::from(&client.connector.namespace).join(&client.connector.name);
+    let mut files = vec![
+        OutFile { path: dir.join(".npmrc"), contents: client.npmrc(), secret: true },
+        OutFile { path: dir.join(".yarnrc.yml"), contents: client.yarnrc(), secret: true },
+        OutFile { path: dir.join("bunfig.toml"), contents: client.bunfig(), secret: true },
+        OutFile { path: dir.join(YARN_CLASSIC_FILE), contents: client.yarn_classic_npmrc(), secret: true },
+    ];
+    // Gateway clients need no proxy: the registry URL carries everything.
+    if client.mode != Mode::Gateway {
+        files.push(OutFile { path: dir.join("connector.env"), contents: client.env(), secret: true });
+    }
+    if let (true, Some(tls)) = (client.mode.terminates_tls(), client.tls) {
+        files.push(OutFile { path: dir.join(CA_FILE), contents: tls.ca_cert.clone(), secret: false });
+        let bundle = format!("{}\n{}", tls.ca_cert.trim_end(), tls.roots);
+        files.push(OutFile { path: dir.join(BUNDLE_FILE), contents: bundle, secret: false });
+    }
+    files
 }

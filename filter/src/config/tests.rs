@@ -100,6 +100,7 @@ fn invalid_configs_say_what_is_wrong() {
         (Box::new(|v| v["role"] = json!("forward")), "unknown variant `forward`"),
         // Found by fuzzing: a name the input wrote is shown only when it looks like a field.
         (Box::new(|v| v["Hunter2-Secret"] = json!(1)), "unknown field (name not shown), expected one of"),
+        (Box::new(|v| v["role`x`hunter2"] = json!(1)), "unknown field (name not shown), expected one of `role`"),
         (Box::new(|v| v["role"] = json!("Hunter2-Secret")), "unknown variant (name not shown), expected"),
         (Box::new(|v| v["tunnel_token"] = json!("k")), "tunnel_token"),
         (
