@@ -181,6 +181,8 @@ pub struct Config {
     /// Connector name → index, for signed tokens (which name their connector).
     names: HashMap<String, usize>,
     token_keys: HashMap<String, SigningKey>,
+    /// Signed tokens already checked under these keys.
+    verdicts: crate::token::signed::Verdicts<Grant>,
 }
 
 impl Config {
@@ -202,10 +204,14 @@ impl Config {
     }
 
     /// Whose signed token this is, if its signature holds under one of the configured keys.
+    /// The signature is checked once per token and configuration; expiry is still checked by
+    /// the caller on every request.
     pub fn signed_grant(&self, token: &str) -> Option<Grant> {
-        let claims = crate::token::signed::verify(token, &self.token_keys)?;
-        let connector = *self.names.get(&claims.connector)?;
-        Some(Grant { connector, expires_at: Some(claims.expires_at) })
+        self.verdicts.get_or(token, || {
+            let claims = crate::token::signed::verify(token, &self.token_keys)?;
+            let connector = *self.names.get(&claims.connector)?;
+            Some(Grant { connector, expires_at: Some(claims.expires_at) })
+        })
     }
 }
 
@@ -313,7 +319,16 @@ impl TryFrom<(RawConfig, Option<&Key>)> for Config {
             connectors.push(c);
         }
         let token_keys = token_keys(raw.token_keys, key)?;
-        Ok(Config { role: raw.role, tunnel_token: raw.tunnel_token, connectors, routes, tokens, names, token_keys })
+        Ok(Config {
+            role: raw.role,
+            tunnel_token: raw.tunnel_token,
+            connectors,
+            routes,
+            tokens,
+            names,
+            token_keys,
+            verdicts: Default::default(),
+        })
     }
 }
 

@@ -98,5 +98,11 @@ pub async fn serve(
     handle: axum_server::Handle,
 ) -> std::io::Result<()> {
     let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-    axum_server::from_tcp_rustls(listener, config).handle(handle).serve(router(ex).into_make_service()).await
+    // TCP_NODELAY: without it a fresh connection's response waits out the client's delayed ACK
+    // (Nagle), ~40 ms per `login`.
+    axum_server::from_tcp_rustls(listener, config)
+        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        .handle(handle)
+        .serve(router(ex).into_make_service())
+        .await
 }

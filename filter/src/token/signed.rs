@@ -104,6 +104,53 @@ pub fn verify(token: &str, keys: &HashMap<String, SigningKey>) -> Option<Claims>
     })
 }
 
+/// Verdicts on the signed tokens a configuration has already checked: a signature costs
+/// several SHA-256 blocks, a lookup one hash of the token. Bounded (cleared when full, so a
+/// flood of bad tokens costs memory only up to the bound); a new configuration starts empty,
+/// so a removed key's tokens are not remembered. `Debug` shows the count, never a token.
+pub struct Verdicts<T: Copy> {
+    seen: std::cell::RefCell<HashMap<String, Option<T>>>,
+}
+
+impl<T: Copy> Default for Verdicts<T> {
+    fn default() -> Self {
+        Verdicts { seen: Default::default() }
+    }
+}
+
+/// How many verdicts a configuration keeps.
+pub const VERDICTS: usize = 4096;
+
+impl<T: Copy> Verdicts<T> {
+    /// The verdict on `token`, computed by `check` the first time.
+    pub fn get_or(&self, token: &str, check: impl FnOnce() -> Option<T>) -> Option<T> {
+        if let Some(v) = self.seen.borrow().get(token) {
+            return *v;
+        }
+        let v = check();
+        let mut seen = self.seen.borrow_mut();
+        if seen.len() >= VERDICTS {
+            seen.clear();
+        }
+        seen.insert(token.to_owned(), v);
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: Copy> fmt::Debug for Verdicts<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Verdicts({} tokens, not shown)", self.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +159,29 @@ mod tests {
         list.iter()
             .map(|(kid, b)| ((*kid).to_owned(), SigningKey::new(kid, &[*b; 32]).unwrap_or_else(|e| panic!("{e}"))))
             .collect()
+    }
+
+    #[test]
+    fn verdicts_are_checked_once_bounded_and_never_shown() {
+        let v: Verdicts<u32> = Verdicts::default();
+        let mut calls = 0;
+        for _ in 0..3 {
+            assert_eq!(
+                v.get_or("npmc_s1.secret-token", || {
+                    calls += 1;
+                    Some(7)
+                }),
+                Some(7)
+            );
+        }
+        assert_eq!(v.get_or("npmc_s1.bad", || None), None);
+        assert_eq!(v.get_or("npmc_s1.bad", || Some(1)), None, "a refusal is remembered too");
+        assert_eq!(calls, 1);
+        assert!(!format!("{v:?}").contains("secret-token"));
+        for i in 0..VERDICTS {
+            v.get_or(&format!("t{i}"), || Some(0));
+        }
+        assert!(v.len() <= VERDICTS, "bounded");
     }
 
     #[test]
