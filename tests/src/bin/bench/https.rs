@@ -105,8 +105,9 @@ pub fn run() -> String {
         a.push(x);
         b.push(y);
     }
-    let tunnels = envoy.counter("wasmcustom.npm_connector.bench.npm.tunnels_opened");
-    let injected = envoy.counter("wasmcustom.npm_connector.bench.npm.injected");
+    let tunnels = envoy.counter("wasmcustom.npm_connector.tunnels_opened.connector=bench/npm");
+    let injected = envoy.counter("wasmcustom.npm_connector.injected.connector=bench/npm");
+    assert!(tunnels > 0 && injected > 0, "the proxied installs went through the filter");
     let (ma, mb) = (median(a), median(b));
     let ratio = mb.as_secs_f64() / ma.as_secs_f64();
     ratios.sort_by(f64::total_cmp);
