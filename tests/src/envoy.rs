@@ -16,6 +16,12 @@ pub fn binary() -> PathBuf {
     crate::tool("ENVOY_BIN", ".venv/bin/envoy")
 }
 
+/// How every test Envoy runs: beside others (`--use-dynamic-base-id`), at info level (debug
+/// would print headers), one worker, access logs flushed every 100 ms so a test reads what it
+/// just caused.
+pub const TEST_ARGS: [&str; 7] =
+    ["--use-dynamic-base-id", "--log-level", "info", "--concurrency", "1", "--file-flush-interval-msec", "100"];
+
 /// Starts Envoy on `config`, which listens on `port` with its admin API on `admin_socket`.
 /// `--use-dynamic-base-id` lets several Envoys share the host.
 /// `key` is the sealing key, given to Envoy's environment as the filter expects.
@@ -24,16 +30,7 @@ pub fn start(config: &Path, log: PathBuf, port: u16, admin_socket: PathBuf, key:
     if let Some(k) = key {
         cmd.env(npm_connector_filter::seal::KEY_ENV, k);
     }
-    // Access logs are flushed every 100 ms, so a test reads what it just caused.
-    cmd.arg("-c").arg(config).args([
-        "--use-dynamic-base-id",
-        "--log-level",
-        "info",
-        "--concurrency",
-        "1",
-        "--file-flush-interval-msec",
-        "100",
-    ]);
+    cmd.arg("-c").arg(config).args(TEST_ARGS);
     let mut daemon = Daemon::spawn("envoy", cmd, log);
     wait_for_port(&mut daemon, port, Duration::from_secs(30));
     Envoy { daemon, port, admin_socket }

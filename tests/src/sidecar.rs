@@ -108,13 +108,7 @@ fn start_other(d: &Path, ns: &str) -> Daemon {
     });
     write(&d.join("other.yaml"), &doc.to_string());
     let mut cmd = Hosts::command(ns, crate::envoy::binary());
-    cmd.arg("-c").arg(d.join("other.yaml")).args([
-        "--use-dynamic-base-id",
-        "--concurrency",
-        "1",
-        "--file-flush-interval-msec",
-        "100",
-    ]);
+    cmd.arg("-c").arg(d.join("other.yaml")).args(crate::envoy::TEST_ARGS);
     let mut other = Daemon::spawn("other.test envoy", cmd, d.join("other.log"));
     wait_ready(&mut other, &d.join("other-admin.sock"));
     other
@@ -159,15 +153,7 @@ fn start_sidecar(pod: &str, d: &Path, out: &Path, key: &str, log: &str) -> Daemo
         .arg(d.join("envoy"))
         .arg("-c")
         .arg(out.join("envoy.yaml"))
-        .args([
-            "--use-dynamic-base-id",
-            "--log-level",
-            "info",
-            "--concurrency",
-            "1",
-            "--file-flush-interval-msec",
-            "100",
-        ])
+        .args(crate::envoy::TEST_ARGS)
         .env(npm_connector_filter::seal::KEY_ENV, key);
     let mut envoy = Daemon::spawn("sidecar envoy", cmd, d.join(log));
     wait_ready(&mut envoy, &out.join("admin.sock"));

@@ -39,6 +39,14 @@ impl Upstream {
     }
 }
 
+/// The registry endpoints of `planned`, each once, in order: one cluster each.
+pub(super) fn upstreams(planned: &[Planned<'_>]) -> Vec<Upstream> {
+    let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
+    ups.sort();
+    ups.dedup();
+    ups
+}
+
 pub(super) fn cluster(up: &Upstream, opts: &Options) -> Value {
     let name = up.cluster_name();
     let pinned = opts.resolve.get(&up.host);
@@ -254,9 +262,7 @@ pub fn resources(
     // connectors make this the bulk of a render).
     let (outer_side, clusters) = std::thread::scope(|s| {
         let clusters = s.spawn(|| {
-            let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
-            ups.sort();
-            ups.dedup();
+            let ups = upstreams(planned);
             ups.iter().map(|u| cluster(u, opts)).collect::<Vec<Value>>()
         });
         let outer_side =

@@ -205,9 +205,7 @@ pub(crate) fn resources(
 ) -> Result<Resources, RenderError> {
     let tls = tls(opts)?;
     let mut res = Resources::default();
-    let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
-    ups.sort();
-    ups.dedup();
+    let ups = super::envoy::upstreams(planned);
     // Extra destinations (CDNs) that may be tunnelled blind even under --unmatched deny; a
     // connector's own endpoint stays intercepted.
     let owned: std::collections::BTreeSet<String> = ups.iter().map(|u| format!("{}:{}", u.host, u.port)).collect();

@@ -111,9 +111,7 @@ pub(crate) fn files(
     istio: &Istio,
     filter_json: &str,
 ) -> Result<Vec<OutFile>, RenderError> {
-    let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
-    ups.sort();
-    ups.dedup();
+    let ups = super::envoy::upstreams(planned);
     let hosts = hosts(&ups);
     let ns = &istio.namespace;
     let mut objects = vec![json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",

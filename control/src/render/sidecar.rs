@@ -96,9 +96,7 @@ pub(crate) fn resources(
 ) -> Result<Resources, RenderError> {
     let tls = opts.tls.as_ref().ok_or(RenderError::NoCa)?;
     let mut res = Resources::default();
-    let mut ups: Vec<Upstream> = planned.iter().map(|p| Upstream::of(&p.connector.address)).collect();
-    ups.sort();
-    ups.dedup();
+    let ups = super::envoy::upstreams(planned);
     let mut chains = Vec::new();
     if !planned.is_empty() {
         let cfg = filter::config(entries, opts, Role::Sidecar, None, true)?;
