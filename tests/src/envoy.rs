@@ -36,17 +36,24 @@ pub fn start(config: &Path, log: PathBuf, port: u16, admin_socket: PathBuf, key:
     Envoy { daemon, port, admin_socket }
 }
 
+/// GETs an admin path of any Envoy over its admin unix socket: the body, or curl's error.
+pub fn admin_get(socket: &Path, path: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--unix-socket"])
+        .arg(socket)
+        .arg(format!("http://admin{path}"))
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 impl Envoy {
     /// GETs an admin path over the unix socket.
     pub fn admin(&self, path: &str) -> String {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--unix-socket"])
-            .arg(&self.admin_socket)
-            .arg(format!("http://admin{path}"))
-            .output()
-            .unwrap_or_else(|e| panic!("curl: {e}"));
-        assert!(out.status.success(), "admin {path}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        admin_get(&self.admin_socket, path).unwrap_or_else(|e| panic!("admin {path}: {e}"))
     }
 
     /// The value of a counter in `/stats`, 0 when absent.

@@ -165,12 +165,7 @@ pub fn wait_ready(envoy: &mut Daemon, admin: &Path) {
     let start = Instant::now();
     loop {
         envoy.assert_running();
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "2", "--unix-socket"])
-            .arg(admin)
-            .arg("http://admin/ready")
-            .output();
-        if out.map(|o| String::from_utf8_lossy(&o.stdout).contains("LIVE")).unwrap_or(false) {
+        if crate::envoy::admin_get(admin, "/ready").is_ok_and(|r| r.contains("LIVE")) {
             return;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{} not ready:\n{}", envoy.name, envoy.log_text());
@@ -285,13 +280,7 @@ impl Pod {
 
     /// GETs an admin path of the sidecar Envoy over its unix socket.
     pub fn admin(&self, path: &str) -> String {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--unix-socket"])
-            .arg(&self.admin)
-            .arg(format!("http://admin{path}"))
-            .output()
-            .unwrap_or_else(|e| panic!("curl: {e}"));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::envoy::admin_get(&self.admin, path).unwrap_or_default()
     }
 
     /// What the unrelated host logged, one line per request.
