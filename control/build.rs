@@ -24,6 +24,8 @@ const FILES: &[&str] = &[
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/transport_sockets/tls/v3/secret.proto",
     "envoy/extensions/bootstrap/internal_listener/v3/internal_listener.proto",
+    // registries reached by DNS share one cluster (auto SNI and SAN from the route's host)
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     // https-proxy mode
     "envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto",
     "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",

@@ -1,6 +1,7 @@
 //! The proxy-wasm shim: each callback reads what the core needs from the host, calls the core
 //! and applies its answer. No decisions are made here.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -20,21 +21,42 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { compiled: None }) });
 }}
 
-/// Counter ids for one connector; names are `npm_connector.<counter>.connector=<ns>/<name>`,
-/// shown by Envoy as `wasmcustom.npm_connector...` in `/stats`.
-struct Counters {
-    injected: u32,
-    missing: u32,
-    bad: u32,
-    expired: u32,
-    rewritten: u32,
-    rewrite_skipped: u32,
-    tunnels: u32,
+/// A connector's counters; names are `npm_connector.<counter>.connector=<ns>/<name>`, shown by
+/// Envoy as `wasmcustom.npm_connector...` in `/stats`.
+#[derive(Clone, Copy)]
+enum Count {
+    Injected,
+    Missing,
+    Bad,
+    Expired,
+    Rewritten,
+    RewriteSkipped,
+    Tunnels,
+}
+
+const COUNTS: usize = 7;
+
+impl Count {
+    fn name(self) -> &'static str {
+        match self {
+            Count::Injected => "injected",
+            Count::Missing => "refused_missing_token",
+            Count::Bad => "refused_bad_token",
+            Count::Expired => "refused_expired_token",
+            Count::Rewritten => "rewritten_responses",
+            Count::RewriteSkipped => "rewrite_skipped_encoded",
+            Count::Tunnels => "tunnels_opened",
+        }
+    }
 }
 
 struct Compiled {
     config: Config,
-    counters: Vec<Counters>,
+    /// Per connector and count, the metric id once defined: a connector's counters are
+    /// defined on first use (each definition is a host call that creates an Envoy stat, which
+    /// for every connector up front made a 10,000-connector configuration take seconds and
+    /// tens of megabytes per VM).
+    ids: Vec<Cell<u32>>,
     bad_path: u32,
     bad_authority: u32,
     method: u32,
@@ -58,28 +80,9 @@ fn bump(id: u32) {
 
 impl Compiled {
     fn new(config: Config) -> Self {
-        // `npm_connector.<counter>.connector=<ns>/<name>`: the rendered bootstrap's stats_tags
-        // turn the suffix into a `connector` tag (Prometheus: a label); a name with dots cannot
-        // collide with another, as `/` separates namespace and name.
-        let counters = config
-            .connectors
-            .iter()
-            .map(|c| {
-                let m = |counter: &str| self::counter(&format!("npm_connector.{counter}.connector={}", c.name));
-                Counters {
-                    injected: m("injected"),
-                    missing: m("refused_missing_token"),
-                    bad: m("refused_bad_token"),
-                    expired: m("refused_expired_token"),
-                    rewritten: m("rewritten_responses"),
-                    rewrite_skipped: m("rewrite_skipped_encoded"),
-                    tunnels: m("tunnels_opened"),
-                }
-            })
-            .collect();
         Compiled {
+            ids: (0..config.connectors.len() * COUNTS).map(|_| Cell::new(0)).collect(),
             config,
-            counters,
             bad_path: counter("npm_connector.refused_bad_path"),
             bad_authority: counter("npm_connector.refused_bad_authority"),
             method: counter("npm_connector.refused_method"),
@@ -87,6 +90,22 @@ impl Compiled {
             blind_tunnels: counter("npm_connector.tunnels_blind"),
             blind_refused: counter("npm_connector.refused_blind_token"),
         }
+    }
+
+    /// Adds one to a connector's count, defining the counter the first time.
+    fn count(&self, connector: usize, what: Count) {
+        let (Some(slot), Some(c)) =
+            (self.ids.get(connector * COUNTS + what as usize), self.config.connectors.get(connector))
+        else {
+            return;
+        };
+        if slot.get() == 0 {
+            // `npm_connector.<counter>.connector=<ns>/<name>`: the rendered bootstrap's
+            // stats_tags turn the suffix into a `connector` tag (Prometheus: a label); a name
+            // with dots cannot collide with another, as `/` separates namespace and name.
+            slot.set(counter(&format!("npm_connector.{}.connector={}", what.name(), c.name)));
+        }
+        bump(slot.get());
     }
 }
 
@@ -247,24 +266,27 @@ impl HttpContext for Http {
                 Action::Continue
             }
             Decision::Refuse(r) => {
-                let id = match (r.reason, r.connector.and_then(|i| compiled.counters.get(i))) {
-                    (Reason::MissingToken, Some(c)) => c.missing,
-                    (Reason::BadToken, Some(c)) => c.bad,
-                    (Reason::ExpiredToken, Some(c)) => c.expired,
-                    (Reason::BadPath, _) => compiled.bad_path,
-                    (Reason::BadAuthority, _) => compiled.bad_authority,
-                    (Reason::Method, _) => compiled.method,
-                    (Reason::RouteMismatch, _) => compiled.route_mismatch,
+                let global = match (r.reason, r.connector) {
+                    (Reason::MissingToken, Some(i)) => Err((i, Count::Missing)),
+                    (Reason::BadToken, Some(i)) => Err((i, Count::Bad)),
+                    (Reason::ExpiredToken, Some(i)) => Err((i, Count::Expired)),
+                    (Reason::BadPath, _) => Ok(compiled.bad_path),
+                    (Reason::BadAuthority, _) => Ok(compiled.bad_authority),
+                    (Reason::Method, _) => Ok(compiled.method),
+                    (Reason::RouteMismatch, _) => Ok(compiled.route_mismatch),
                     // Token refusals on a blind tunnel have no connector.
-                    (Reason::MissingToken | Reason::BadToken | Reason::ExpiredToken, None) => compiled.blind_refused,
+                    (Reason::MissingToken | Reason::BadToken | Reason::ExpiredToken, None) => {
+                        Ok(compiled.blind_refused)
+                    }
                 };
-                bump(id);
+                match global {
+                    Ok(id) => bump(id),
+                    Err((i, what)) => compiled.count(i, what),
+                }
                 self.refuse(r.status, r.challenge, &r.body())
             }
             Decision::Tunnel { connector: Some(connector) } => {
-                if let Some(ids) = compiled.counters.get(connector) {
-                    bump(ids.tunnels);
-                }
+                compiled.count(connector, Count::Tunnels);
                 Action::Continue
             }
             Decision::Inject { connector } => {
@@ -284,9 +306,7 @@ impl HttpContext for Http {
                     // The rewrite works on plain JSON; tarballs are already gzip either way.
                     self.set_http_request_header("accept-encoding", Some("identity"));
                 }
-                if let Some(ids) = compiled.counters.get(connector) {
-                    bump(ids.injected);
-                }
+                compiled.count(connector, Count::Injected);
                 self.connector = Some(connector);
                 Action::Continue
             }
@@ -329,9 +349,7 @@ impl HttpContext for Http {
                     "npm-connector: {}: packument arrived compressed; tarball URLs not rewritten",
                     compiled.config.connectors[i].name
                 );
-                if let Some(ids) = compiled.counters.get(i) {
-                    bump(ids.rewrite_skipped);
-                }
+                compiled.count(i, Count::RewriteSkipped);
             }
             Eligibility::NotPackument => {}
         }
@@ -358,9 +376,7 @@ impl HttpContext for Http {
         if first_rewrite {
             self.counted = true;
             if let (Some(c), Some(i)) = (self.compiled.as_ref(), self.connector) {
-                if let Some(ids) = c.counters.get(i) {
-                    bump(ids.rewritten);
-                }
+                c.count(i, Count::Rewritten);
             }
         }
         Action::Continue

@@ -71,7 +71,7 @@ fn a_large_flow_style_bootstrap_validates() {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.path().join("many.yaml");
-    std::fs::write(&file, npm_connector_tests::plane::many_manifests(2_000, true, 0)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, npm_connector_tests::plane::many_manifests(4_000, true, 0)).unwrap_or_else(|e| panic!("{e}"));
     let key = dir.path().join("key");
     npm_connector_tests::control::keygen(&key);
     let out = dir.path().join("out");
@@ -81,6 +81,6 @@ fn a_large_flow_style_bootstrap_validates() {
     let said = npm_connector_tests::control::render(&file, &out, &key, &["--wasm", &wasm, "--envoy", &envoy_bin]);
     assert!(said.contains("validated with"), "{said}");
     let text = std::fs::read_to_string(out.join("envoy.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(text.contains("\n# Large: written in YAML flow style"), "expected flow style for 2,000 connectors");
+    assert!(text.contains("\n# Large: written in YAML flow style"), "expected flow style for 4,000 connectors");
     assert!(text.len() > 4 << 20);
 }

@@ -219,11 +219,21 @@ fn negative_cases(env: &mut Env) {
     assert!(!r.ok && r.stderr.contains("certificate"), "{}", r.all());
     let r = clients::curl_env(&home, &vars, &["-o", "/dev/null", "-w", "%{http_code}", &url]);
     assert_eq!(r.stdout.trim(), "200", "{}", r.all());
-    // Host inside the tunnel is not the tunnel's host: the router refuses it, no credential.
+    // Inside the tunnel the Host picks the registry (one connection manager serves every
+    // registry host): another connector's host needs that connector's token...
     let host = format!("Host: {REGISTRY2_HOST}:{}", env.registry.port);
     let r = clients::curl_env(&home, &vars, &["-s", "-w", " %{http_code}", "-H", &host, &url]);
-    assert!(
-        r.stdout.ends_with(" 403") && r.stdout.contains("must be the registry host its TLS connection was opened for"),
+    assert_eq!(
+        r.stdout,
+        r#"{"error":"npm-connector: the connector token in the tunnel's Proxy-Authorization is not valid for team-b/npm; use the client files rendered for this connector"} 403"#,
+        "{}",
+        r.all()
+    );
+    // ...and a host that is no connector's is refused by the router, no credential.
+    let r = clients::curl_env(&home, &vars, &["-s", "-w", " %{http_code}", "-H", "Host: nobody.test", &url]);
+    assert_eq!(
+        r.stdout,
+        r#"{"error":"npm-connector: no connector for this Host; this proxy intercepts only its connectors' registries"} 403"#,
         "{}",
         r.all()
     );

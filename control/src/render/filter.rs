@@ -98,7 +98,7 @@ pub(crate) fn connectors(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<
             Ok(Entry {
                 name: c.id(),
                 route: route_name(c),
-                cluster: up.cluster_name(),
+                cluster: up.cluster(opts),
                 connect_route: connect_route(&up),
                 credential: credential(&c.id(), &c.credential, &opts.sealing)?,
                 tokens: p

@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 use npm_connector_filter::config::Role;
 
 use super::envoy::{
-    cluster, filter_entry, hcm, json_reply, listener, route_to, router, ConfigSource, Resources, Upstream,
+    any_shared, dns_lookup_filter, filter_entry, hcm, json_reply, listener, registry_clusters, registry_route, router,
+    ConfigSource, Resources, Upstream,
 };
 use super::filter::{self, connect_route, route_name, Entry};
 use super::{Options, OutFile, Planned, RenderError, Tls, Unmatched};
@@ -84,17 +85,28 @@ pub(super) fn leaf_secrets(planned: &[Planned<'_>], opts: &Options) -> Result<Ve
         .collect()
 }
 
-/// The TLS that ends a tunnel for `host`: its leaf, from files or over SDS.
-pub(super) fn downstream_tls(tls: &Tls, host: &str, source: &ConfigSource) -> Value {
+/// The TLS that ends a tunnel for any of `hosts`: each host's leaf (from files or over SDS),
+/// in one context. Envoy picks the certificate whose SAN matches the client's SNI, so one
+/// filter chain serves every registry host; a chain per host would repeat the HTTP
+/// connection manager, and with it the whole filter configuration, once per host.
+pub(super) fn downstream_tls(tls: &Tls, hosts: &[String], source: &ConfigSource) -> Value {
     let mut common = json!({"alpn_protocols": ["http/1.1"]});
     if *source == ConfigSource::Static {
-        let (cert, key) = leaf_paths(tls, host);
-        common["tls_certificates"] = json!([{"certificate_chain": {"filename": cert.display().to_string()},
-            "private_key": {"filename": key.display().to_string()}}]);
+        let certs: Vec<Value> = hosts
+            .iter()
+            .map(|host| {
+                let (cert, key) = leaf_paths(tls, host);
+                json!({"certificate_chain": {"filename": cert.display().to_string()},
+                    "private_key": {"filename": key.display().to_string()}})
+            })
+            .collect();
+        common["tls_certificates"] = Value::Array(certs);
     } else {
         // Over SDS, which Envoy redacts in /config_dump.
-        common["tls_certificate_sds_secret_configs"] = json!([{"name": leaf_name(host),
-            "sds_config": super::envoy::config_source(source, "sds.yaml")}]);
+        let sds = super::envoy::config_source(source, "sds.yaml");
+        let refs: Vec<Value> =
+            hosts.iter().map(|host| json!({"name": leaf_name(host), "sds_config": sds.clone()})).collect();
+        common["tls_certificate_sds_secret_configs"] = Value::Array(refs);
     }
     json!({"name": "envoy.transport_sockets.tls", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
@@ -168,18 +180,16 @@ pub(super) fn prefixes_by_host(planned: &[Planned<'_>]) -> Prefixes {
     by_host
 }
 
-/// Routes inside a tunnel to one registry host: each connector's prefixes, longest first (Envoy
-/// takes the first match), named after the connector; other paths on the host and other hosts
-/// get 403.
-pub(super) fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>) -> Vec<Value> {
+/// Routes inside a tunnel, a virtual host per registry endpoint: each connector's prefixes,
+/// longest first (Envoy takes the first match), named after the connector; other paths on a
+/// registry host and hosts that are no connector's get 403.
+pub(super) fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>, opts: &Options) -> Vec<Value> {
     let mut vhosts: Vec<Value> = endpoints
         .into_iter()
         .map(|(up, mut prefixes)| {
             prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-            let mut routes: Vec<Value> = prefixes
-                .into_iter()
-                .map(|(prefix, name)| json!({"name": name, "match": {"prefix": prefix}, "route": route_to(&up.cluster_name())}))
-                .collect();
+            let mut routes: Vec<Value> =
+                prefixes.into_iter().map(|(prefix, name)| registry_route(&name, &prefix, &up, opts)).collect();
             routes.push(json!({"name": "unowned_path", "match": {"prefix": "/"}, "direct_response": json_reply(403,
                 "npm-connector: no connector owns this path on this registry host")}));
             let mut domains = vec![format!("{}:{}", up.host, up.port)];
@@ -192,7 +202,7 @@ pub(super) fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>
     vhosts.push(
         json!({"name": "other_host", "domains": ["*"], "routes": [{"name": "other_host", "match": {"prefix": "/"},
         "direct_response": json_reply(403,
-            "npm-connector: the Host of a request must be the registry host its TLS connection was opened for (SNI)")}]}),
+            "npm-connector: no connector for this Host; this proxy intercepts only its connectors' registries")}]}),
     );
     vhosts
 }
@@ -268,20 +278,24 @@ pub(crate) fn resources(
         res.clusters.extend(blind_cluster(any_blind));
         return Ok(res);
     }
-    // Internal listener: one filter chain per registry host, chosen by SNI.
+    // Internal listener: one filter chain for every registry host (its certificate chosen by
+    // SNI), one connection manager whose virtual hosts are the registry hosts.
     let inner_filter = filter::config(entries, opts, Role::Tunnel, Some(TUNNEL_TOKEN_KEY), true)?;
-    // Every chain names the same filter configuration (one ECDS resource).
     let inner_entry = filter_entry("npm_connector_https", &inner_filter, opts, source, &mut res.extension_configs);
-    let mut chains = Vec::new();
-    for (host, endpoints) in prefixes_by_host(planned) {
-        let filters = vec![inner_entry.clone(), router()];
-        let hcm = hcm("npm_connector_https", tunnel_vhosts(endpoints), filters);
-        chains.push(json!({
-            "filter_chain_match": {"server_names": [host]},
-            "transport_socket": downstream_tls(tls, &host, source),
-            "filters": [hcm],
-        }));
+    let by_host = prefixes_by_host(planned);
+    let hosts: Vec<String> = by_host.keys().cloned().collect();
+    let endpoints: BTreeMap<Upstream, Vec<(String, String)>> = by_host.into_values().flatten().collect();
+    let mut filters = vec![inner_entry];
+    if any_shared(&ups, opts) {
+        filters.push(dns_lookup_filter());
     }
+    filters.push(router());
+    let hcm = hcm("npm_connector_https", tunnel_vhosts(endpoints, opts), filters);
+    let chains = vec![json!({
+        "filter_chain_match": {"server_names": hosts},
+        "transport_socket": downstream_tls(tls, &hosts, source),
+        "filters": [hcm],
+    })];
     res.listeners.push(json!({
         "name": HTTPS_LISTENER,
         "internal_listener": {},
@@ -291,7 +305,7 @@ pub(crate) fn resources(
         "filter_chains": chains,
     }));
 
-    res.clusters.extend(ups.iter().map(|u| cluster(u, opts)));
+    res.clusters.extend(registry_clusters(&ups, opts));
     res.clusters.push(json!({"name": HTTPS_TUNNEL_CLUSTER, "connect_timeout": "5s",
         // internal_upstream hands filter state shared with the upstream to the internal listener.
         "transport_socket": {"name": "envoy.transport_sockets.internal_upstream", "typed_config": {

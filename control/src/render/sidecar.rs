@@ -14,13 +14,17 @@
 //! - Everything else (TLS to other hosts or ports, other protocols): a plain TCP proxy to the
 //!   original destination. Not decrypted, no filter, no credential.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
 use npm_connector_filter::config::Role;
 
-use super::envoy::{filter_entry, hcm, json_reply, router, ConfigSource, Resources, Upstream};
+use super::envoy::{
+    any_shared, dns_lookup_filter, filter_entry, hcm, json_reply, registry_clusters, router, ConfigSource, Resources,
+    Upstream,
+};
 use super::filter::{self, Entry};
 use super::https::{downstream_tls, leaf_secrets, prefixes_by_host, tunnel_vhosts};
 use super::{Options, OutFile, Planned, RenderError};
@@ -102,18 +106,31 @@ pub(crate) fn resources(
         let cfg = filter::config(entries, opts, Role::Sidecar, None, true)?;
         // Every chain names the same filter configuration (one ECDS resource).
         let entry = filter_entry("npm_connector_sidecar", &cfg, opts, source, &mut res.extension_configs);
+        // One TLS chain per intercepted registry port: every host's certificate (chosen by
+        // SNI) and one connection manager whose virtual hosts are those hosts.
+        let mut by_port: BTreeMap<u16, (Vec<String>, BTreeMap<Upstream, Vec<(String, String)>>)> = BTreeMap::new();
         for (host, endpoints) in prefixes_by_host(planned) {
             for (up, prefixes) in endpoints {
-                let port = up.port;
-                let vhosts = tunnel_vhosts(std::iter::once((up, prefixes)).collect());
-                let hcm = hcm("npm_connector_sidecar", vhosts, vec![entry.clone(), router()]);
-                chains.push(json!({
-                    "name": format!("tls_{host}_{port}"),
-                    "filter_chain_match": {"destination_port": port, "server_names": [host], "transport_protocol": "tls"},
-                    "transport_socket": downstream_tls(tls, &host, source),
-                    "filters": [hcm],
-                }));
+                let slot = by_port.entry(up.port).or_default();
+                if slot.0.last() != Some(&host) {
+                    slot.0.push(host.clone());
+                }
+                slot.1.insert(up, prefixes);
             }
+        }
+        for (port, (hosts, endpoints)) in by_port {
+            let mut filters = vec![entry.clone()];
+            if any_shared(&ups, opts) {
+                filters.push(dns_lookup_filter());
+            }
+            filters.push(router());
+            let hcm = hcm("npm_connector_sidecar", tunnel_vhosts(endpoints, opts), filters);
+            chains.push(json!({
+                "name": format!("tls_{port}"),
+                "filter_chain_match": {"destination_port": port, "server_names": hosts, "transport_protocol": "tls"},
+                "transport_socket": downstream_tls(tls, &hosts, source),
+                "filters": [hcm],
+            }));
         }
     }
     chains.push(plain_http_chain(&ups));
@@ -136,7 +153,7 @@ pub(crate) fn resources(
         "filter_chains": chains,
         "default_filter_chain": {"name": "tcp_passthrough", "filters": [tcp_passthrough()]},
     }));
-    res.clusters.extend(ups.iter().map(|u| super::envoy::cluster(u, opts)));
+    res.clusters.extend(registry_clusters(&ups, opts));
     res.clusters.push(passthrough_cluster());
     if *source != ConfigSource::Static && !planned.is_empty() {
         res.secrets = leaf_secrets(planned, opts)?;

@@ -133,7 +133,7 @@ fn gateway_clients_use_a_path_on_the_proxy() {
     // cluster it must send to: the router is the one matcher.
     assert!(envoy.contains("name: default/npm-connector\n"), "{envoy}");
     assert!(envoy.contains(r#""route":"default/npm-connector""#), "{envoy}");
-    assert!(envoy.contains(r#""cluster":"outbound|443||nexus.example.com""#), "{envoy}");
+    assert!(envoy.contains(r#""cluster":"registries""#), "{envoy}");
     assert!(!envoy.contains("\"hosts\""), "the filter matches no hosts itself");
     assert!(envoy.contains(r#""client":"http://npm-connector.build.svc:8080/default/npm-connector/""#), "{envoy}");
 }
@@ -157,15 +157,33 @@ fn https_upstreams_verify_chain_and_san() {
     let mut o = opts(Mode::Gateway);
     o.upstream_ca = Some("/etc/ca.pem".into());
     let envoy = file(&render_fixed(&load("examples/connectors.yaml"), &o), "envoy.yaml").to_owned();
+    // Reached by DNS: the shared cluster, SNI and SAN from the host the route sets.
     for want in [
-        "sni: nexus.example.com",
+        "name: registries
+",
+        "envoy.clusters.dynamic_forward_proxy",
         "filename: /etc/ca.pem",
+        "auto_sni: true",
+        "auto_san_validation: true",
+        "host_rewrite_literal: nexus.example.com",
+    ] {
+        assert!(envoy.contains(want), "{want}\n{envoy}");
+    }
+    assert!(!envoy.contains("outbound|443||nexus.example.com"), "{envoy}");
+    // Pinned: a cluster of its own, SNI and SAN fixed in it.
+    o.resolve.insert("nexus.example.com".into(), [10, 0, 0, 7].into());
+    let envoy = file(&render_fixed(&load("examples/connectors.yaml"), &o), "envoy.yaml").to_owned();
+    for want in [
+        "name: outbound|443||nexus.example.com",
+        "sni: nexus.example.com",
         "san_type: DNS",
         "exact: nexus.example.com",
-        "type: LOGICAL_DNS",
+        "address: 10.0.0.7",
+        "type: STATIC",
     ] {
-        assert!(envoy.contains(want), "{want}");
+        assert!(envoy.contains(want), "{want}\n{envoy}");
     }
+    assert!(!envoy.contains("dynamic_forward_proxy"), "{envoy}");
     assert!(envoy.contains("pipe:") && !envoy.contains("port_value: 9901"), "admin on a unix socket");
     assert!(envoy.contains("normalize_path: true") && envoy.contains("KEEP_UNCHANGED"));
 }
@@ -180,7 +198,7 @@ fn https_proxy_unmatched_connects_are_blind_tunnels_or_refused() {
     let mut o = https_opts();
     o.unmatched = Unmatched::Deny;
     let envoy = file(&render_fixed(&cs, &o), "envoy.yaml").to_owned();
-    assert!(!envoy.contains("dynamic_forward_proxy"), "{envoy}");
+    assert!(!envoy.contains("blind_tunnel"), "{envoy}");
     // A Connector's tunnel hosts stay open under deny.
     let yaml = std::fs::read_to_string(root().join("examples/connectors.yaml")).unwrap().replace(
         "  name: npm-connector\n",
@@ -189,7 +207,7 @@ fn https_proxy_unmatched_connects_are_blind_tunnels_or_refused() {
     let cs = manifest::load(&[("x".into(), yaml)], "default").unwrap();
     let envoy = file(&render_fixed(&cs, &o), "envoy.yaml").to_owned();
     assert!(envoy.contains("cdn.example.net:443") && envoy.contains("objects.example.org:8443"), "{envoy}");
-    assert!(envoy.contains("dynamic_forward_proxy"), "{envoy}");
+    assert!(envoy.contains("name: blind_tunnel"), "{envoy}");
 }
 
 #[test]
@@ -205,7 +223,7 @@ fn cleartext_registries_need_the_annotation_and_warn() {
     let w = manifest::warnings(&cs);
     assert!(w.len() == 1 && w[0].contains("in clear"), "{w:?}");
     let envoy = file(&render_fixed(&cs, &opts(Mode::Gateway)), "envoy.yaml").to_owned();
-    assert!(envoy.contains("outbound|80||nexus.example.com") && !envoy.contains("UpstreamTlsContext"), "{envoy}");
+    assert!(envoy.contains("name: registries_cleartext") && !envoy.contains("UpstreamTlsContext"), "{envoy}");
 }
 
 /// (manifest, mode, options tweak, directory of the checked-in output)
@@ -248,7 +266,7 @@ fn unicode_registry_hosts_are_rendered_as_punycode() {
     let files = render_fixed(&cs, &https_opts_for("xn--bcher-kva.example"));
     let envoy = file(&files, "envoy.yaml");
     assert!(envoy.contains("xn--bcher-kva.example:443"), "{envoy}");
-    assert!(envoy.contains("sni: xn--bcher-kva.example"));
+    assert!(envoy.contains("host_rewrite_literal: xn--bcher-kva.example\n"), "{envoy}");
     assert!(file(&files, "default/npm-connector/.npmrc").contains("registry=https://xn--bcher-kva.example/npm/"));
 }
 
