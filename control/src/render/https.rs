@@ -165,7 +165,9 @@ fn connect_to(route: &str, cluster: &str) -> Value {
 
 /// Each connector's path prefixes (install and publish) with its route name, grouped by
 /// registry host and endpoint, in one pass over the connectors.
-pub(super) type Prefixes = BTreeMap<String, BTreeMap<Upstream, Vec<(String, String)>>>;
+pub(super) type Prefixes = BTreeMap<String, Endpoints>;
+/// Per registry endpoint, its connectors' (prefix, route name)s.
+pub(super) type Endpoints = BTreeMap<Upstream, Vec<(String, String)>>;
 
 pub(super) fn prefixes_by_host(planned: &[Planned<'_>]) -> Prefixes {
     let mut by_host: Prefixes = BTreeMap::new();
@@ -183,7 +185,7 @@ pub(super) fn prefixes_by_host(planned: &[Planned<'_>]) -> Prefixes {
 /// Routes inside a tunnel, a virtual host per registry endpoint: each connector's prefixes,
 /// longest first (Envoy takes the first match), named after the connector; other paths on a
 /// registry host and hosts that are no connector's get 403.
-pub(super) fn tunnel_vhosts(endpoints: BTreeMap<Upstream, Vec<(String, String)>>, opts: &Options) -> Vec<Value> {
+pub(super) fn tunnel_vhosts(endpoints: Endpoints, opts: &Options) -> Vec<Value> {
     let mut vhosts: Vec<Value> = endpoints
         .into_iter()
         .map(|(up, mut prefixes)| {
@@ -284,7 +286,7 @@ pub(crate) fn resources(
     let inner_entry = filter_entry("npm_connector_https", &inner_filter, opts, source, &mut res.extension_configs);
     let by_host = prefixes_by_host(planned);
     let hosts: Vec<String> = by_host.keys().cloned().collect();
-    let endpoints: BTreeMap<Upstream, Vec<(String, String)>> = by_host.into_values().flatten().collect();
+    let endpoints: Endpoints = by_host.into_values().flatten().collect();
     let mut filters = vec![inner_entry];
     if any_shared(&ups, opts) {
         filters.push(dns_lookup_filter());

@@ -26,7 +26,7 @@ use super::envoy::{
     Upstream,
 };
 use super::filter::{self, Entry};
-use super::https::{downstream_tls, leaf_secrets, prefixes_by_host, tunnel_vhosts};
+use super::https::{downstream_tls, leaf_secrets, prefixes_by_host, tunnel_vhosts, Endpoints};
 use super::{Options, OutFile, Planned, RenderError};
 
 pub(crate) const SIDECAR_LISTENER: &str = "npm_connector_sidecar";
@@ -108,7 +108,7 @@ pub(crate) fn resources(
         let entry = filter_entry("npm_connector_sidecar", &cfg, opts, source, &mut res.extension_configs);
         // One TLS chain per intercepted registry port: every host's certificate (chosen by
         // SNI) and one connection manager whose virtual hosts are those hosts.
-        let mut by_port: BTreeMap<u16, (Vec<String>, BTreeMap<Upstream, Vec<(String, String)>>)> = BTreeMap::new();
+        let mut by_port: BTreeMap<u16, (Vec<String>, Endpoints)> = BTreeMap::new();
         for (host, endpoints) in prefixes_by_host(planned) {
             for (up, prefixes) in endpoints {
                 let slot = by_port.entry(up.port).or_default();
