@@ -185,8 +185,8 @@ fn start_with(
     let out = dir.join(out);
     let port = free_port();
     let mut resolve: BTreeMap<String, IpAddr> = BTreeMap::new();
-    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST, CDN_REGISTRY_HOST, "localhost"]
-    {
+    // `localhost` is left to Envoy's resolver: connectors there use the shared DNS cluster.
+    for h in [REGISTRY_HOST, REGISTRY2_HOST, REDIRECT_HOST, MISMATCH_HOST, GITLAB_HOST, CDN_REGISTRY_HOST] {
         resolve.insert(h.to_owned(), IpAddr::from([127, 0, 0, 1]));
     }
     let listen = format!("127.0.0.1:{port}").parse().unwrap_or_else(|e| panic!("{e}"));

@@ -198,7 +198,7 @@ pub(super) fn tunnel_vhosts(endpoints: Endpoints, opts: &Options) -> Vec<Value> 
             if up.port == 443 {
                 domains.push(up.host.clone());
             }
-            json!({"name": up.cluster_name(), "domains": domains, "routes": routes})
+            json!({"name": format!("{}:{}", up.host, up.port), "domains": domains, "routes": routes})
         })
         .collect();
     vhosts.push(
@@ -236,7 +236,7 @@ pub(crate) fn resources(
         .iter()
         .map(|up| {
             connect_vhost(
-                &up.cluster_name(),
+                &format!("{}:{}", up.host, up.port),
                 vec![format!("{}:{}", up.host, up.port)],
                 connect_to(&connect_route(up), HTTPS_TUNNEL_CLUSTER),
             )
