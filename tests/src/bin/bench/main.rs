@@ -1,13 +1,14 @@
 //! `make bench`: the filter's cost per request (against bare Envoy and the native
 //! credential_injector), the control plane's speed, and `npm install` through https-proxy
-//! mode against a direct install, in one run; writes BENCHMARKS.md.
-//! `BENCH_ONLY=filter|rewrite|control|exchange|https` runs one part (and leaves BENCHMARKS.md alone).
+//! mode against a direct install, and Envoy's start at 10,000 connectors, in one run; writes BENCHMARKS.md.
+//! `BENCH_ONLY=filter|rewrite|control|exchange|https|scale` runs one part (and leaves BENCHMARKS.md alone).
 
 mod control;
 mod exchange;
 mod filter;
 mod https;
 mod rewrite;
+mod scale;
 
 /// The allocator of the `npm-connector` binary, so that in-process renders measure what the
 /// CLI does.
@@ -36,6 +37,9 @@ fn main() {
     }
     if only.is_empty() || only == "https" {
         sections.push(https::run());
+    }
+    if only.is_empty() || only == "scale" {
+        sections.push(scale::run());
     }
     if !only.is_empty() {
         // One part: its section on stdout, BENCHMARKS.md untouched.
