@@ -131,16 +131,22 @@ fn upstream_tls(opts: &Options, pinned_name: Option<(&str, &str)>) -> Value {
     json!({"name": "envoy.transport_sockets.tls", "typed_config": t})
 }
 
-fn shared_cluster(tls: bool, opts: &Options) -> Value {
-    let name = if tls { REGISTRIES_CLUSTER } else { REGISTRIES_CLEARTEXT_CLUSTER };
-    let mut c = json!({
+/// A dynamic forward proxy cluster over the DNS cache `dns_cache` (the filter that fills it
+/// must name the same cache).
+pub(super) fn dfp_cluster(name: &str, dns_cache: Value) -> Value {
+    json!({
         "name": name,
         "connect_timeout": "5s",
         "lb_policy": "CLUSTER_PROVIDED",
         "cluster_type": {"name": "envoy.clusters.dynamic_forward_proxy", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
-            "dns_cache_config": registries_dns_cache()}},
-    });
+            "dns_cache_config": dns_cache}},
+    })
+}
+
+fn shared_cluster(tls: bool, opts: &Options) -> Value {
+    let name = if tls { REGISTRIES_CLUSTER } else { REGISTRIES_CLEARTEXT_CLUSTER };
+    let mut c = dfp_cluster(name, registries_dns_cache());
     if tls {
         // The chain verified against the upstream CA, and SNI and SAN both the route's host.
         c["transport_socket"] = upstream_tls(opts, None);

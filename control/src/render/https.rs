@@ -25,8 +25,8 @@ use serde_json::{json, Value};
 use npm_connector_filter::config::Role;
 
 use super::envoy::{
-    any_shared, dns_lookup_filter, filter_entry, hcm, json_reply, listener, registry_clusters, registry_route, router,
-    ConfigSource, Resources, Upstream,
+    any_shared, dfp_cluster, dns_lookup_filter, filter_entry, hcm, json_reply, listener, registry_clusters,
+    registry_route, router, ConfigSource, Resources, Upstream,
 };
 use super::filter::{self, connect_route, route_name, Entry};
 use super::{Options, OutFile, Planned, RenderError, Tls, Unmatched};
@@ -138,16 +138,7 @@ fn dns_cache() -> Value {
 
 /// The dynamic forward proxy's cluster for blind tunnels, when any route uses it.
 fn blind_cluster(any_blind: bool) -> Option<Value> {
-    any_blind.then(|| {
-        json!({
-            "name": BLIND_CLUSTER,
-            "connect_timeout": "5s",
-            "lb_policy": "CLUSTER_PROVIDED",
-            "cluster_type": {"name": "envoy.clusters.dynamic_forward_proxy", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
-                "dns_cache_config": dns_cache()}},
-        })
-    })
+    any_blind.then(|| dfp_cluster(BLIND_CLUSTER, dns_cache()))
 }
 
 /// The CONNECT routes of one virtual host: `connect` where a CONNECT goes (a route), anything
