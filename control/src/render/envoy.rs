@@ -51,6 +51,11 @@ pub(crate) const REGISTRIES_CLEARTEXT_CLUSTER: &str = "registries_cleartext";
 const DFP_FILTER: &str = "envoy.filters.http.dynamic_forward_proxy";
 
 impl Upstream {
+    /// `host:port`, always with the port (CONNECT targets, virtual host names and domains).
+    pub(super) fn host_port(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     /// `host[:port]`, the port only when it is not the scheme's default.
     pub(super) fn authority(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
@@ -97,9 +102,14 @@ pub(super) fn registry_clusters(ups: &[Upstream], opts: &Options) -> Vec<Value> 
     out
 }
 
-/// Whether any endpoint uses a shared cluster: its listeners need the DNS-lookup filter.
-pub(super) fn any_shared(ups: &[Upstream], opts: &Options) -> bool {
-    ups.iter().any(|u| !u.own_cluster(opts))
+/// The end of a registry listener's HTTP filters: the DNS-lookup filter when any endpoint
+/// uses a shared cluster, then the router.
+pub(super) fn then_route(mut filters: Vec<Value>, ups: &[Upstream], opts: &Options) -> Vec<Value> {
+    if ups.iter().any(|u| !u.own_cluster(opts)) {
+        filters.push(dns_lookup_filter());
+    }
+    filters.push(router());
+    filters
 }
 
 /// Envoy's DNS cache for registry hosts; the filter and the cluster must name the same one.
@@ -111,7 +121,7 @@ fn registries_dns_cache() -> Value {
 
 /// The HTTP filter that resolves a shared-cluster route's host before the router picks the
 /// connection (it passes routes to other clusters and direct responses through).
-pub(super) fn dns_lookup_filter() -> Value {
+fn dns_lookup_filter() -> Value {
     json!({"name": DFP_FILTER, "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
         "dns_cache_config": registries_dns_cache()}})
@@ -376,8 +386,9 @@ pub fn resources(
     let mut res = Resources::default();
     // The routes and the clusters are independent: build them on two threads (thousands of
     // connectors make this the bulk of a render).
+    let ups = upstreams(planned);
     let (outer_side, clusters) = std::thread::scope(|s| {
-        let clusters = s.spawn(|| registry_clusters(&upstreams(planned), opts));
+        let clusters = s.spawn(|| registry_clusters(&ups, opts));
         let outer_side =
             filter::config(entries, opts, Role::Gateway, None, true).map(|f| (f, gateway_virtual_hosts(planned, opts)));
         (outer_side, clusters.join())
@@ -388,11 +399,7 @@ pub fn resources(
     // registry compressed although identity was asked for reaches the rewriter decoded.
     let mut http_filters = vec![filter_entry("npm_connector", &outer_filter, opts, source, &mut res.extension_configs)];
     http_filters.extend(decompressors());
-    if any_shared(&upstreams(planned), opts) {
-        http_filters.push(dns_lookup_filter());
-    }
-    http_filters.push(router());
-    let outer = hcm("npm_connector", outer_vhosts, http_filters);
+    let outer = hcm("npm_connector", outer_vhosts, then_route(http_filters, &ups, opts));
     let listen = opts.listen;
     res.listeners.push(listener(
         json!({"name": "npm_connector_gateway", "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}}}),

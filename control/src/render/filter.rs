@@ -65,7 +65,7 @@ pub(crate) fn route_name(c: &Connector) -> String {
 /// The name of the CONNECT route to a registry `host:port` (https-proxy mode's outer listener),
 /// shared by the connectors on that endpoint.
 pub(crate) fn connect_route(up: &Upstream) -> String {
-    format!("connect/{}:{}", up.host, up.port)
+    format!("connect/{}", up.host_port())
 }
 
 /// `host[:port]` as the client sends it in `:authority` for this URL.

@@ -25,8 +25,8 @@ use serde_json::{json, Value};
 use npm_connector_filter::config::Role;
 
 use super::envoy::{
-    any_shared, dfp_cluster, dns_lookup_filter, filter_entry, hcm, json_reply, listener, registry_clusters,
-    registry_route, router, ConfigSource, Resources, Upstream,
+    dfp_cluster, filter_entry, hcm, json_reply, listener, registry_clusters, registry_route, router, then_route,
+    ConfigSource, Resources, Upstream,
 };
 use super::filter::{self, connect_route, route_name, Entry};
 use super::{Options, OutFile, Planned, RenderError, Tls, Unmatched};
@@ -185,11 +185,11 @@ pub(super) fn tunnel_vhosts(endpoints: Endpoints, opts: &Options) -> Vec<Value> 
                 prefixes.into_iter().map(|(prefix, name)| registry_route(&name, &prefix, &up, opts)).collect();
             routes.push(json!({"name": "unowned_path", "match": {"prefix": "/"}, "direct_response": json_reply(403,
                 "npm-connector: no connector owns this path on this registry host")}));
-            let mut domains = vec![format!("{}:{}", up.host, up.port)];
+            let mut domains = vec![up.host_port()];
             if up.port == 443 {
                 domains.push(up.host.clone());
             }
-            json!({"name": format!("{}:{}", up.host, up.port), "domains": domains, "routes": routes})
+            json!({"name": up.host_port(), "domains": domains, "routes": routes})
         })
         .collect();
     vhosts.push(
@@ -211,7 +211,7 @@ pub(crate) fn resources(
     let ups = super::envoy::upstreams(planned);
     // Extra destinations (CDNs) that may be tunnelled blind even under --unmatched deny; a
     // connector's own endpoint stays intercepted.
-    let owned: std::collections::BTreeSet<String> = ups.iter().map(|u| format!("{}:{}", u.host, u.port)).collect();
+    let owned: std::collections::BTreeSet<String> = ups.iter().map(Upstream::host_port).collect();
     let blind: Vec<String> = planned
         .iter()
         .flat_map(|p| p.connector.tunnel_hosts.iter())
@@ -226,11 +226,7 @@ pub(crate) fn resources(
     let mut vhosts: Vec<Value> = ups
         .iter()
         .map(|up| {
-            connect_vhost(
-                &format!("{}:{}", up.host, up.port),
-                vec![format!("{}:{}", up.host, up.port)],
-                connect_to(&connect_route(up), HTTPS_TUNNEL_CLUSTER),
-            )
+            connect_vhost(&up.host_port(), vec![up.host_port()], connect_to(&connect_route(up), HTTPS_TUNNEL_CLUSTER))
         })
         .collect();
     if opts.unmatched == Unmatched::Deny && !blind.is_empty() {
@@ -278,12 +274,7 @@ pub(crate) fn resources(
     let by_host = prefixes_by_host(planned);
     let hosts: Vec<String> = by_host.keys().cloned().collect();
     let endpoints: Endpoints = by_host.into_values().flatten().collect();
-    let mut filters = vec![inner_entry];
-    if any_shared(&ups, opts) {
-        filters.push(dns_lookup_filter());
-    }
-    filters.push(router());
-    let hcm = hcm("npm_connector_https", tunnel_vhosts(endpoints, opts), filters);
+    let hcm = hcm("npm_connector_https", tunnel_vhosts(endpoints, opts), then_route(vec![inner_entry], &ups, opts));
     let chains = vec![json!({
         "filter_chain_match": {"server_names": hosts},
         "transport_socket": downstream_tls(tls, &hosts, source),

@@ -22,8 +22,7 @@ use serde_json::{json, Value};
 use npm_connector_filter::config::Role;
 
 use super::envoy::{
-    any_shared, dns_lookup_filter, filter_entry, hcm, json_reply, registry_clusters, router, ConfigSource, Resources,
-    Upstream,
+    filter_entry, hcm, json_reply, registry_clusters, router, then_route, ConfigSource, Resources, Upstream,
 };
 use super::filter::{self, Entry};
 use super::https::{downstream_tls, leaf_secrets, prefixes_by_host, tunnel_vhosts, Endpoints};
@@ -68,7 +67,7 @@ fn tcp_passthrough() -> Value {
 fn plain_http_chain(ups: &[Upstream]) -> Value {
     let mut domains: Vec<String> = Vec::new();
     for up in ups {
-        domains.push(format!("{}:{}", up.host, up.port));
+        domains.push(up.host_port());
         domains.push(up.host.clone());
         domains.push(format!("{}:80", up.host));
     }
@@ -119,12 +118,11 @@ pub(crate) fn resources(
             }
         }
         for (port, (hosts, endpoints)) in by_port {
-            let mut filters = vec![entry.clone()];
-            if any_shared(&ups, opts) {
-                filters.push(dns_lookup_filter());
-            }
-            filters.push(router());
-            let hcm = hcm("npm_connector_sidecar", tunnel_vhosts(endpoints, opts), filters);
+            let hcm = hcm(
+                "npm_connector_sidecar",
+                tunnel_vhosts(endpoints, opts),
+                then_route(vec![entry.clone()], &ups, opts),
+            );
             chains.push(json!({
                 "name": format!("tls_{port}"),
                 "filter_chain_match": {"destination_port": port, "server_names": hosts, "transport_protocol": "tls"},
