@@ -217,7 +217,7 @@ fn client_files(
         .into_iter()
         .filter_map(|f| {
             let name = f.path.file_name()?.to_string_lossy().into_owned();
-            tool.wants(&name).then_some((name, f.contents))
+            tool.wants(&name).then_some((name, f.contents.to_string()))
         })
         .collect())
 }

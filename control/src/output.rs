@@ -1,5 +1,7 @@
 //! Writing a rendered output directory: each file replaced atomically (write, then rename), and
-//! files holding a credential or token created with mode 0600.
+//! files holding a credential or token created with mode 0600. Files that share their contents
+//! (every connector's CA bundle) are written once and hard-linked: 10,000 connectors' bundles
+//! take one bundle's space and time.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -20,6 +22,8 @@ pub struct WriteError {
 
 pub fn write(dir: &Path, files: &[OutFile]) -> Result<(), WriteError> {
     let mut made: std::collections::HashSet<std::path::PathBuf> = std::collections::HashSet::new();
+    // Shared contents (and their mode) → the first file written with them.
+    let mut written: std::collections::HashMap<(*const u8, bool), std::path::PathBuf> = Default::default();
     for f in files {
         let path = dir.join(&f.path);
         let wrap = |source| WriteError { path: path.display().to_string(), source };
@@ -29,6 +33,15 @@ pub fn write(dir: &Path, files: &[OutFile]) -> Result<(), WriteError> {
             }
         }
         let tmp = path.with_extension("tmp~");
+        let shared = std::sync::Arc::strong_count(&f.contents) > 1;
+        if let Some(first) = shared.then(|| written.get(&(f.contents.as_ptr(), f.secret))).flatten() {
+            // A new link, then the same atomic rename; across file systems, a copy as below.
+            let _ = std::fs::remove_file(&tmp);
+            if std::fs::hard_link(first, &tmp).is_ok() {
+                std::fs::rename(&tmp, &path).map_err(wrap)?;
+                continue;
+            }
+        }
         let mode = if f.secret { 0o600 } else { 0o644 };
         let mut file =
             std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(wrap)?;
@@ -38,6 +51,9 @@ pub fn write(dir: &Path, files: &[OutFile]) -> Result<(), WriteError> {
         // files) see the old file or the new one, never half of one.
         file.write_all(f.contents.as_bytes()).map_err(wrap)?;
         std::fs::rename(&tmp, &path).map_err(wrap)?;
+        if shared {
+            written.insert((f.contents.as_ptr(), f.secret), path.clone());
+        }
     }
     Ok(())
 }
@@ -57,7 +73,7 @@ pub fn write_owned(dir: &Path, files: &[OutFile]) -> Result<Vec<std::path::PathB
     let now: std::collections::BTreeSet<String> =
         files.iter().filter(|f| f.path.is_relative()).map(|f| f.path.display().to_string()).collect();
     let list = now.iter().map(|p| format!("{p}\n")).collect::<String>();
-    write(dir, &[OutFile { path: RENDERED_LIST.into(), contents: list, secret: false }])?;
+    write(dir, &[OutFile { path: RENDERED_LIST.into(), contents: list.into(), secret: false }])?;
     let mut removed = Vec::new();
     for stale in before.iter().filter(|p| !now.contains(*p)) {
         let rel = Path::new(stale);
@@ -121,5 +137,30 @@ mod tests {
         // A list naming paths outside the directory is ignored.
         std::fs::write(d.path().join(RENDERED_LIST), "../outside\n/etc/passwd\n").unwrap();
         assert!(write_owned(d.path(), &[f("envoy.yaml")]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn files_sharing_contents_are_written_once_and_linked_with_their_own_mode() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let d = tempfile::tempdir().unwrap();
+        let bundle: std::sync::Arc<str> = "the bundle\n".into();
+        let file = |path: &str, secret| OutFile { path: path.into(), contents: bundle.clone(), secret };
+        let files = [file("a/ca-bundle.pem", false), file("b/ca-bundle.pem", false), file("c/secret.pem", true)];
+        // Twice: the second render replaces links as atomically as files.
+        for _ in 0..2 {
+            write(d.path(), &files).unwrap();
+            let meta = |p: &str| std::fs::metadata(d.path().join(p)).unwrap();
+            let (a, b, c) = (meta("a/ca-bundle.pem"), meta("b/ca-bundle.pem"), meta("c/secret.pem"));
+            assert_eq!(a.ino(), b.ino(), "one inode for the shared bundle");
+            assert_eq!(a.nlink(), 2);
+            assert_ne!(a.ino(), c.ino(), "a file of another mode is not a link to it");
+            assert_eq!((a.permissions().mode() & 0o777, c.permissions().mode() & 0o777), (0o644, 0o600));
+            assert_eq!(std::fs::read_to_string(d.path().join("b/ca-bundle.pem")).unwrap(), "the bundle\n");
+        }
+        // Contents that are equal but not shared are separate files.
+        let same = |path: &str| OutFile { path: path.into(), contents: "same".into(), secret: false };
+        write(d.path(), &[same("x"), same("y")]).unwrap();
+        let ino = |p: &str| std::fs::metadata(d.path().join(p)).unwrap().ino();
+        assert_ne!(ino("x"), ino("y"));
     }
 }

@@ -17,6 +17,7 @@ pub use sidecar::{init_container, iptables_script, Sidecar, DEFAULT_INIT_IMAGE};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use secrecy::SecretString;
 
@@ -80,21 +81,36 @@ impl Mode {
     }
 }
 
-/// A leaf certificate and key (PEM) for one registry host.
+/// A leaf certificate and key (PEM) for up to [`crate::pki::HOSTS_PER_LEAF`] registry hosts,
+/// its SANs.
 #[derive(Debug, Clone)]
 pub struct LeafPem {
+    /// The hosts it names, sorted; the first names the leaf.
+    pub hosts: Vec<String>,
     pub cert: String,
     pub key: SecretString,
+}
+
+impl LeafPem {
+    /// The name of its SDS secret and the stem of its static files.
+    pub fn name(&self) -> String {
+        leaf_name(self.hosts.first().map(String::as_str).unwrap_or_default())
+    }
+}
+
+/// The name of the SDS secret (and static files) of the leaf whose first host is `host`.
+pub fn leaf_name(host: &str) -> String {
+    format!("leaf_{host}")
 }
 
 /// What https-proxy mode needs besides the manifests. The caller mints the leaves (clock and
 /// randomness stay outside the renderer).
 #[derive(Debug, Clone)]
 pub struct Tls {
-    /// The connector CA's certificate (PEM), which clients trust.
-    pub ca_cert: String,
-    /// A leaf per registry host (see [`tls_hosts`]).
-    pub leaves: BTreeMap<String, LeafPem>,
+    /// The connector CA's certificate (PEM), which clients trust; every connector's `ca.pem`.
+    pub ca_cert: Arc<str>,
+    /// Every registry host's leaf (see [`tls_hosts`]); hosts share leaves.
+    pub leaves: BTreeMap<String, Arc<LeafPem>>,
     /// Where Envoy reads the leaf files of a static bootstrap (absolute).
     pub leaf_dir: PathBuf,
     /// Where build pods find their connector's client files, for `cafile` paths; `None`: the
@@ -102,8 +118,30 @@ pub struct Tls {
     pub client_dir: Option<PathBuf>,
     /// The rendered output directory (absolute).
     pub out: PathBuf,
-    /// The roots clients trust besides the connector CA (PEM): the system's, or `--trust-bundle`.
-    pub roots: String,
+    /// Every connector's `ca-bundle.pem` (see [`client_bundle`]): one copy, however many
+    /// connectors there are.
+    pub bundle: Arc<str>,
+}
+
+impl Tls {
+    /// The leaves that name `hosts`, each once, in the order of their first host.
+    pub fn leaves_for(&self, hosts: &[String]) -> Result<Vec<&Arc<LeafPem>>, RenderError> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for h in hosts {
+            let leaf = self.leaves.get(h).ok_or_else(|| RenderError::NoLeaf(h.clone()))?;
+            if seen.insert(Arc::as_ptr(leaf)) {
+                out.push(leaf);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What https-proxy and sidecar clients verify with: the connector CA (intercepted registries)
+/// and `roots`, the public roots (the system's, or `--trust-bundle`) for blind tunnels.
+pub fn client_bundle(ca_cert: &str, roots: &str) -> Arc<str> {
+    format!("{}\n{roots}", ca_cert.trim_end()).into()
 }
 
 /// Everything about the deployment that the manifests do not say.
@@ -147,11 +185,13 @@ pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Where Envoy finds the filter unless told otherwise (the CLI's `--wasm` default too).
 pub const DEFAULT_WASM: &str = "/etc/npm-connector/npm_connector_filter.wasm";
 
-/// One file of the output directory. `secret` files are written with mode 0600.
+/// One file of the output directory. `secret` files are written with mode 0600. Files that
+/// share one `contents` (the CA bundle of every connector) are held once and written once:
+/// the others are hard links to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutFile {
     pub path: PathBuf,
-    pub contents: String,
+    pub contents: Arc<str>,
     pub secret: bool,
 }
 
@@ -342,7 +382,7 @@ pub fn render(
     if opts.mode == Mode::Sidecar {
         files.extend(sidecar::files(opts)?);
     }
-    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: bootstrap, secret: true });
+    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: bootstrap.into(), secret: true });
     Ok(files)
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use npm_connector::render::{self, Key, LeafPem, Mode, Options, Sealing, Tls};
+use npm_connector::render::{self, Key, Mode, Options, Sealing, Tls};
 use npm_connector::token::{Entropy, OsEntropy, TokenError};
 use npm_connector::{manifest, output};
 use secrecy::{ExposeSecret, SecretString};
@@ -222,24 +222,23 @@ pub fn connector_tls(dir: &Path, connectors: &[manifest::Connector], out: &Path)
         npm_connector::pki::init(&ca_dir, "npm-connector e2e CA").unwrap_or_else(|e| panic!("{e}"));
     }
     let ca = npm_connector::pki::Ca::load(&ca_dir).unwrap_or_else(|e| panic!("{e}"));
-    let leaves = render::tls_hosts(connectors)
-        .into_iter()
-        .map(|h| {
-            let leaf = ca
-                .mint_leaf(&[&h], SystemTime::now(), std::time::Duration::from_secs(3600))
-                .unwrap_or_else(|e| panic!("{e}"));
-            (h, LeafPem { cert: leaf.cert_pem, key: leaf.key_pem })
-        })
-        .collect();
+    let hosts = render::tls_hosts(connectors);
+    let mut leaves = std::collections::BTreeMap::new();
+    for group in npm_connector::pki::leaf_groups(&hosts) {
+        let (leaf, _) = ca
+            .mint_group(group, SystemTime::now(), std::time::Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        leaves.extend(group.iter().map(|h| (h.clone(), leaf.clone())));
+    }
     // The test CA stands for the public roots: blind tunnels reach test servers it signed.
     let roots = std::fs::read_to_string(dir.join(npm_connector::pki::CA_CERT)).unwrap_or_default();
     Tls {
-        ca_cert: ca.cert_pem.clone(),
+        ca_cert: ca.cert_pem.as_str().into(),
         leaves,
         leaf_dir: out.join("tls"),
         client_dir: None,
         out: out.to_owned(),
-        roots,
+        bundle: render::client_bundle(&ca.cert_pem, &roots),
     }
 }
 

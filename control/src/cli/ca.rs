@@ -57,10 +57,14 @@ pub fn run(a: CaArgs) -> Result<()> {
                 if client { ca.mint_client(&names, now, validity)? } else { ca.mint_leaf(&names, now, validity)? };
             use secrecy::ExposeSecret as _;
             let files = [
-                npm_connector::render::OutFile { path: "tls.crt".into(), contents: leaf.cert_pem, secret: false },
+                npm_connector::render::OutFile {
+                    path: "tls.crt".into(),
+                    contents: leaf.cert_pem.into(),
+                    secret: false,
+                },
                 npm_connector::render::OutFile {
                     path: "tls.key".into(),
-                    contents: leaf.key_pem.expose_secret().to_owned(),
+                    contents: leaf.key_pem.expose_secret().into(),
                     secret: true,
                 },
             ];

@@ -30,7 +30,7 @@ pub fn run(a: KeygenArgs) -> Result<()> {
             }
             let dir = path.parent().map(PathBuf::from).unwrap_or_default();
             let name = path.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("key"));
-            output::write(&dir, &[OutFile { path: name, contents: format!("{key}\n"), secret: true }])?;
+            output::write(&dir, &[OutFile { path: name, contents: format!("{key}\n").into(), secret: true }])?;
             eprintln!("wrote {}; give Envoy NPM_CONNECTOR_KEY=$(cat {})", path.display(), path.display());
         }
     }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{needs_renewal, Ca, PkiError};
+use std::sync::Arc;
+
+use super::{leaf_groups, needs_renewal, Ca, PkiError};
 use crate::render::{LeafPem, Tls};
 
 /// Where `serve` gets its CA and how long leaves live.
@@ -26,8 +28,8 @@ pub struct Leaves {
     cfg: TlsConfig,
     /// The roots of the clients' bundle (PEM).
     roots: String,
-    /// Host → leaf and its expiry (Unix seconds).
-    current: BTreeMap<String, (LeafPem, u64)>,
+    /// Host → its leaf (shared by the hosts of its group) and the leaf's expiry (Unix seconds).
+    current: BTreeMap<String, (Arc<LeafPem>, u64)>,
 }
 
 impl Leaves {
@@ -47,39 +49,124 @@ impl Leaves {
         Ok(Leaves { ca: Ca::load(&cfg.ca_dir)?, cfg: cfg.clone(), roots, current: BTreeMap::new() })
     }
 
-    /// Mints a leaf for every host without one or whose leaf is due for renewal, and forgets
-    /// hosts no connector uses any more. Returns whether anything changed.
+    /// Mints a leaf for every group of hosts (sorted, see [`leaf_groups`]) whose leaf names
+    /// other hosts or is due for renewal, and forgets hosts no connector uses any more.
+    /// Returns whether anything changed.
     pub fn refresh(&mut self, hosts: &[String], now: SystemTime) -> bool {
-        let before = self.current.len();
-        self.current.retain(|h, _| hosts.contains(h));
-        let mut changed = before != self.current.len();
-        for host in hosts {
-            let due = self.current.get(host).is_none_or(|(_, exp)| needs_renewal(*exp, self.cfg.leaf_ttl, now));
-            if !due {
+        let mut hosts = hosts.to_vec();
+        hosts.sort();
+        hosts.dedup();
+        let mut next = BTreeMap::new();
+        let mut changed = false;
+        for group in leaf_groups(&hosts) {
+            let first = group.first().and_then(|h| self.current.get(h));
+            let keep =
+                first.filter(|(l, exp)| l.hosts == group && !needs_renewal(*exp, self.cfg.leaf_ttl, now)).cloned();
+            if let Some(kept) = keep {
+                next.extend(group.iter().map(|h| (h.clone(), kept.clone())));
                 continue;
             }
-            match self.ca.mint_leaf(&[host], now, self.cfg.leaf_ttl) {
-                Ok(l) => {
-                    log::info!("leaf certificate for {host} minted, valid for {} s", self.cfg.leaf_ttl.as_secs());
-                    self.current.insert(host.clone(), (LeafPem { cert: l.cert_pem, key: l.key_pem }, l.not_after));
-                    changed = true;
+            changed = true;
+            let ttl = self.cfg.leaf_ttl;
+            match self.ca.mint_group(group, now, ttl) {
+                Ok(minted) => {
+                    log::info!(
+                        "leaf certificate for {} host(s) from {} minted, valid for {} s",
+                        group.len(),
+                        group[0],
+                        ttl.as_secs()
+                    );
+                    next.extend(group.iter().map(|h| (h.clone(), minted.clone())));
                 }
-                // The old leaf (if any) keeps serving until it expires.
-                Err(e) => log::error!("cannot mint a leaf certificate for {host}: {e}"),
+                // A host the CA cannot name must not cost the others theirs: one leaf each.
+                // A host left without one makes the render fail, and the last good
+                // configuration keeps serving.
+                Err(e) => {
+                    log::error!(
+                        "cannot mint a leaf certificate for {} host(s) from {}: {e}; one per host",
+                        group.len(),
+                        group[0]
+                    );
+                    for h in group {
+                        match self.ca.mint_group(std::slice::from_ref(h), now, ttl) {
+                            Ok(minted) => {
+                                next.insert(h.clone(), minted);
+                            }
+                            Err(e) => log::error!("cannot mint a leaf certificate for {h}: {e}"),
+                        }
+                    }
+                }
             }
         }
+        changed |= next.len() != self.current.len() || next.keys().ne(self.current.keys());
+        self.current = next;
         changed
     }
 
     /// The renderer's view; `out` is where client files are written (for default cafile paths).
     pub fn tls(&self, out: &Path) -> Tls {
         Tls {
-            ca_cert: self.ca.cert_pem.clone(),
+            ca_cert: self.ca.cert_pem.as_str().into(),
             leaves: self.current.iter().map(|(h, (l, _))| (h.clone(), l.clone())).collect(),
             leaf_dir: out.join("tls"),
             client_dir: self.cfg.client_dir.clone(),
             out: out.to_owned(),
-            roots: self.roots.clone(),
+            bundle: crate::render::client_bundle(&self.ca.cert_pem, &self.roots),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::HOSTS_PER_LEAF;
+
+    fn sans(pem: &str) -> Vec<String> {
+        let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = der.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        san.value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hosts_share_leaves_in_sorted_groups_renewed_and_reminted_only_when_due_or_changed() {
+        let d = tempfile::tempdir().unwrap();
+        crate::pki::init(&d.path().join("ca"), "test CA").unwrap();
+        let ttl = Duration::from_secs(3000);
+        let cfg = TlsConfig { ca_dir: d.path().join("ca"), leaf_ttl: ttl, client_dir: None, trust_bundle: None };
+        let mut leaves = Leaves::open(&cfg).unwrap();
+        let hosts: Vec<String> = (0..2 * HOSTS_PER_LEAF + 50).map(|i| format!("r{i:04}.example.com")).collect();
+        let now = SystemTime::now();
+        assert!(leaves.refresh(&hosts, now));
+        let tls = leaves.tls(d.path());
+        let distinct = tls.leaves_for(&hosts).unwrap();
+        assert_eq!(distinct.iter().map(|l| l.hosts.len()).collect::<Vec<_>>(), [HOSTS_PER_LEAF, HOSTS_PER_LEAF, 50]);
+        for leaf in &distinct {
+            assert_eq!(sans(&leaf.cert), leaf.hosts, "a leaf's SANs are exactly its group");
+            assert!(leaf.hosts.iter().all(|h| Arc::ptr_eq(&tls.leaves[h], leaf)));
+        }
+        assert_eq!(distinct[1].name(), format!("leaf_{}", hosts[HOSTS_PER_LEAF]));
+
+        // Nothing due, nothing new: the same leaves.
+        assert!(!leaves.refresh(&hosts, now + Duration::from_secs(10)));
+        assert!(Arc::ptr_eq(&leaves.tls(d.path()).leaves[&hosts[0]], distinct[0]));
+        // A host removed from the last group: only that group is minted again.
+        let fewer = &hosts[..hosts.len() - 1];
+        assert!(leaves.refresh(fewer, now));
+        let after = leaves.tls(d.path());
+        assert!(Arc::ptr_eq(&after.leaves[&hosts[0]], distinct[0]));
+        assert!(!Arc::ptr_eq(&after.leaves[&hosts[2 * HOSTS_PER_LEAF]], distinct[2]));
+        assert_eq!(after.leaves[&hosts[2 * HOSTS_PER_LEAF]].hosts.len(), 49);
+        assert!(!after.leaves.contains_key(&hosts[hosts.len() - 1]));
+        // Two thirds of the validity gone: every group renewed.
+        assert!(leaves.refresh(fewer, now + Duration::from_secs(2000)));
+        assert!(!Arc::ptr_eq(&leaves.tls(d.path()).leaves[&hosts[0]], distinct[0]));
     }
 }

@@ -247,19 +247,18 @@ pub(super) fn files_for(
     let client = &Client { connector, registry, public, mode: opts.mode, token, tls: opts.tls.as_ref() };
     let dir = PathBuf::from(&client.connector.namespace).join(&client.connector.name);
     let mut files = vec![
-        OutFile { path: dir.join(".npmrc"), contents: client.npmrc(), secret: true },
-        OutFile { path: dir.join(".yarnrc.yml"), contents: client.yarnrc(), secret: true },
-        OutFile { path: dir.join("bunfig.toml"), contents: client.bunfig(), secret: true },
-        OutFile { path: dir.join(YARN_CLASSIC_FILE), contents: client.yarn_classic_npmrc(), secret: true },
+        OutFile { path: dir.join(".npmrc"), contents: client.npmrc().into(), secret: true },
+        OutFile { path: dir.join(".yarnrc.yml"), contents: client.yarnrc().into(), secret: true },
+        OutFile { path: dir.join("bunfig.toml"), contents: client.bunfig().into(), secret: true },
+        OutFile { path: dir.join(YARN_CLASSIC_FILE), contents: client.yarn_classic_npmrc().into(), secret: true },
     ];
     // Gateway clients need no proxy: the registry URL carries everything.
     if client.mode != Mode::Gateway {
-        files.push(OutFile { path: dir.join("connector.env"), contents: client.env(), secret: true });
+        files.push(OutFile { path: dir.join("connector.env"), contents: client.env().into(), secret: true });
     }
     if let (true, Some(tls)) = (client.mode.terminates_tls(), client.tls) {
         files.push(OutFile { path: dir.join(CA_FILE), contents: tls.ca_cert.clone(), secret: false });
-        let bundle = format!("{}\n{}", tls.ca_cert.trim_end(), tls.roots);
-        files.push(OutFile { path: dir.join(BUNDLE_FILE), contents: bundle, secret: false });
+        files.push(OutFile { path: dir.join(BUNDLE_FILE), contents: tls.bundle.clone(), secret: false });
     }
     files
 }

@@ -121,7 +121,7 @@ pub fn xds_bootstrap(opts: &Options, node_id: &str, xds: &Xds) -> Result<Vec<Out
     });
     let contents =
         to_yaml(&doc, "# Rendered by npm-connector render --xds: everything else comes from npm-connector serve.")?;
-    let mut files = vec![OutFile { path: PathBuf::from("envoy.yaml"), contents, secret: false }];
+    let mut files = vec![OutFile { path: PathBuf::from("envoy.yaml"), contents: contents.into(), secret: false }];
     if opts.mode == super::Mode::Sidecar {
         files.extend(super::sidecar::files(opts)?);
     }
@@ -150,19 +150,19 @@ pub fn xds_dir_files(res: &Resources, opts: &Options, dir: &Path) -> Result<Vec<
     let mut files = vec![
         OutFile {
             path: rel("lds.yaml"),
-            contents: to_yaml(&discovery_response(LISTENER, &res.listeners), "# listeners")?,
+            contents: to_yaml(&discovery_response(LISTENER, &res.listeners), "# listeners")?.into(),
             secret: true,
         },
         OutFile {
             path: rel("cds.yaml"),
-            contents: to_yaml(&discovery_response(CLUSTER, &res.clusters), "# clusters")?,
+            contents: to_yaml(&discovery_response(CLUSTER, &res.clusters), "# clusters")?.into(),
             secret: false,
         },
     ];
     if !res.secrets.is_empty() {
         files.push(OutFile {
             path: rel("sds.yaml"),
-            contents: to_yaml(&discovery_response(SECRET, &res.secrets), "# leaf certificates and keys")?,
+            contents: to_yaml(&discovery_response(SECRET, &res.secrets), "# leaf certificates and keys")?.into(),
             secret: true,
         });
     }
@@ -173,7 +173,8 @@ pub fn xds_dir_files(res: &Resources, opts: &Options, dir: &Path) -> Result<Vec<
             contents: to_yaml(
                 &discovery_response(EXTENSION_CONFIG, std::slice::from_ref(e)),
                 "# the filter's configuration (sealed credentials)",
-            )?,
+            )?
+            .into(),
             secret: true,
         });
     }
@@ -185,7 +186,8 @@ pub fn xds_dir_files(res: &Resources, opts: &Options, dir: &Path) -> Result<Vec<
     });
     files.push(OutFile {
         path: PathBuf::from("envoy.yaml"),
-        contents: to_yaml(&doc, "# Rendered by npm-connector render --xds-dir: Envoy watches the xDS directory.")?,
+        contents: to_yaml(&doc, "# Rendered by npm-connector render --xds-dir: Envoy watches the xDS directory.")?
+            .into(),
         secret: false,
     });
     Ok(files)

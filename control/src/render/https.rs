@@ -29,7 +29,7 @@ use super::envoy::{
     ConfigSource, Resources, Upstream,
 };
 use super::filter::{self, connect_route, route_name, Entry};
-use super::{Options, OutFile, Planned, RenderError, Tls, Unmatched};
+use super::{LeafPem, Options, OutFile, Planned, RenderError, Tls, Unmatched};
 
 /// The internal listener the CONNECT tunnels end in.
 pub(crate) const HTTPS_LISTENER: &str = "npm_connector_https";
@@ -39,17 +39,12 @@ const BLIND_CLUSTER: &str = "blind_tunnel";
 /// Filter-state key of the CONNECT's Proxy-Authorization inside the tunnel.
 pub(crate) const TUNNEL_TOKEN_KEY: &str = "npm_connector.proxy_authorization";
 
-/// The name of the SDS secret (and static files) holding a host's leaf.
-pub(crate) fn leaf_name(host: &str) -> String {
-    format!("leaf_{host}")
-}
-
 fn tls(opts: &Options) -> Result<&Tls, RenderError> {
     opts.tls.as_ref().ok_or(RenderError::NoCa)
 }
 
-fn leaf_paths(tls: &Tls, host: &str) -> (PathBuf, PathBuf) {
-    let n = leaf_name(host);
+fn leaf_paths(tls: &Tls, leaf: &LeafPem) -> (PathBuf, PathBuf) {
+    let n = leaf.name();
     (tls.leaf_dir.join(format!("{n}.pem")), tls.leaf_dir.join(format!("{n}-key.pem")))
 }
 
@@ -57,12 +52,11 @@ fn leaf_paths(tls: &Tls, host: &str) -> (PathBuf, PathBuf) {
 pub(crate) fn leaf_files(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<OutFile>, RenderError> {
     let tls = tls(opts)?;
     let mut files = Vec::new();
-    for host in hosts(planned) {
-        let leaf = tls.leaves.get(&host).ok_or_else(|| RenderError::NoLeaf(host.clone()))?;
-        let (cert, key) = leaf_paths(tls, &host);
+    for leaf in tls.leaves_for(&hosts(planned))? {
+        let (cert, key) = leaf_paths(tls, leaf);
         let rel = |p: &PathBuf| p.strip_prefix(&tls.out).map(PathBuf::from).unwrap_or_else(|_| p.clone());
-        files.push(OutFile { path: rel(&cert), contents: leaf.cert.clone(), secret: false });
-        files.push(OutFile { path: rel(&key), contents: leaf.key.expose_secret().to_owned(), secret: true });
+        files.push(OutFile { path: rel(&cert), contents: leaf.cert.as_str().into(), secret: false });
+        files.push(OutFile { path: rel(&key), contents: leaf.key.expose_secret().into(), secret: true });
     }
     Ok(files)
 }
@@ -74,28 +68,30 @@ fn hosts(planned: &[Planned<'_>]) -> Vec<String> {
 /// The SDS secrets (`envoy.extensions.transport_sockets.tls.v3.Secret`) for `serve`.
 pub(super) fn leaf_secrets(planned: &[Planned<'_>], opts: &Options) -> Result<Vec<Value>, RenderError> {
     let tls = tls(opts)?;
-    hosts(planned)
+    Ok(tls
+        .leaves_for(&hosts(planned))?
         .into_iter()
-        .map(|host| {
-            let leaf = tls.leaves.get(&host).ok_or_else(|| RenderError::NoLeaf(host.clone()))?;
-            Ok(json!({"name": leaf_name(&host), "tls_certificate": {
+        .map(|leaf| {
+            json!({"name": leaf.name(), "tls_certificate": {
                 "certificate_chain": {"inline_string": leaf.cert},
-                "private_key": {"inline_string": leaf.key.expose_secret()}}}))
+                "private_key": {"inline_string": leaf.key.expose_secret()}}})
         })
-        .collect()
+        .collect())
 }
 
-/// The TLS that ends a tunnel for any of `hosts`: each host's leaf (from files or over SDS),
-/// in one context. Envoy picks the certificate whose SAN matches the client's SNI, so one
-/// filter chain serves every registry host; a chain per host would repeat the HTTP
-/// connection manager, and with it the whole filter configuration, once per host.
-pub(super) fn downstream_tls(tls: &Tls, hosts: &[String], source: &ConfigSource) -> Value {
+/// The TLS that ends a tunnel for any of `hosts`: their leaves (from files or over SDS), in
+/// one context. Envoy picks the certificate whose SAN matches the client's SNI, so one filter
+/// chain serves every registry host; a chain per host would repeat the HTTP connection
+/// manager, and with it the whole filter configuration, once per host. Envoy builds an SSL
+/// context per certificate, which is why a leaf names many hosts.
+pub(super) fn downstream_tls(tls: &Tls, hosts: &[String], source: &ConfigSource) -> Result<Value, RenderError> {
+    let leaves = tls.leaves_for(hosts)?;
     let mut common = json!({"alpn_protocols": ["http/1.1"]});
     if *source == ConfigSource::Static {
-        let certs: Vec<Value> = hosts
+        let certs: Vec<Value> = leaves
             .iter()
-            .map(|host| {
-                let (cert, key) = leaf_paths(tls, host);
+            .map(|leaf| {
+                let (cert, key) = leaf_paths(tls, leaf);
                 json!({"certificate_chain": {"filename": cert.display().to_string()},
                     "private_key": {"filename": key.display().to_string()}})
             })
@@ -105,12 +101,12 @@ pub(super) fn downstream_tls(tls: &Tls, hosts: &[String], source: &ConfigSource)
         // Over SDS, which Envoy redacts in /config_dump.
         let sds = super::envoy::config_source(source, "sds.yaml");
         let refs: Vec<Value> =
-            hosts.iter().map(|host| json!({"name": leaf_name(host), "sds_config": sds.clone()})).collect();
+            leaves.iter().map(|leaf| json!({"name": leaf.name(), "sds_config": sds.clone()})).collect();
         common["tls_certificate_sds_secret_configs"] = Value::Array(refs);
     }
-    json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+    Ok(json!({"name": "envoy.transport_sockets.tls", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-        "common_tls_context": common}})
+        "common_tls_context": common}}))
 }
 
 fn set_filter_state() -> Value {
@@ -277,7 +273,7 @@ pub(crate) fn resources(
     let hcm = hcm("npm_connector_https", tunnel_vhosts(endpoints, opts), then_route(vec![inner_entry], &ups, opts));
     let chains = vec![json!({
         "filter_chain_match": {"server_names": hosts},
-        "transport_socket": downstream_tls(tls, &hosts, source),
+        "transport_socket": downstream_tls(tls, &hosts, source)?,
         "filters": [hcm],
     })];
     res.listeners.push(json!({

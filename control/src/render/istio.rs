@@ -190,7 +190,7 @@ pub(crate) fn files(
         secrets += to_yaml(&s, "")?.trim_start_matches('\n');
     }
     Ok(vec![
-        OutFile { path: PathBuf::from("istio/istio.yaml"), contents: docs, secret: true },
-        OutFile { path: PathBuf::from("istio/leaf-secrets.yaml"), contents: secrets, secret: true },
+        OutFile { path: PathBuf::from("istio/istio.yaml"), contents: docs.into(), secret: true },
+        OutFile { path: PathBuf::from("istio/leaf-secrets.yaml"), contents: secrets.into(), secret: true },
     ])
 }

@@ -126,7 +126,7 @@ pub(crate) fn resources(
             chains.push(json!({
                 "name": format!("tls_{port}"),
                 "filter_chain_match": {"destination_port": port, "server_names": hosts, "transport_protocol": "tls"},
-                "transport_socket": downstream_tls(tls, &hosts, source),
+                "transport_socket": downstream_tls(tls, &hosts, source)?,
                 "filters": [hcm],
             }));
         }
@@ -228,8 +228,8 @@ pub(crate) fn files(opts: &Options) -> Result<Vec<OutFile>, RenderError> {
         "# The init container of a sidecar build pod: installs npm-connector's iptables rules.",
     )?;
     Ok(vec![
-        OutFile { path: PathBuf::from("sidecar/iptables.sh"), contents: iptables_script(opts), secret: false },
-        OutFile { path: PathBuf::from("sidecar/init-container.yaml"), contents: container, secret: false },
+        OutFile { path: PathBuf::from("sidecar/iptables.sh"), contents: iptables_script(opts).into(), secret: false },
+        OutFile { path: PathBuf::from("sidecar/init-container.yaml"), contents: container.into(), secret: false },
     ])
 }
 

@@ -40,16 +40,21 @@ fn https_opts() -> Options {
     let read = |f: &str| std::fs::read_to_string(root().join("envoy/examples/tls").join(f)).unwrap();
     let mut o = opts(Mode::HttpsProxy);
     o.tls = Some(Tls {
-        ca_cert: read("ca.pem"),
+        ca_cert: read("ca.pem").into(),
         leaves: [(
             "nexus.example.com".to_owned(),
-            LeafPem { cert: read("leaf.pem"), key: read("leaf-key.pem").into() },
+            LeafPem {
+                hosts: vec!["nexus.example.com".to_owned()],
+                cert: read("leaf.pem"),
+                key: read("leaf-key.pem").into(),
+            }
+            .into(),
         )]
         .into(),
         leaf_dir: "/etc/npm-connector/tls".into(),
         client_dir: None,
         out: "/etc/npm-connector".into(),
-        roots: "# the public roots would be here\n".into(),
+        bundle: super::client_bundle(&read("ca.pem"), "# the public roots would be here\n"),
     });
     o
 }
@@ -84,7 +89,7 @@ pub(super) fn render_fixed(connectors: &[Connector], o: &Options) -> Vec<OutFile
 }
 
 pub(super) fn file<'a>(files: &'a [OutFile], path: &str) -> &'a str {
-    files.iter().find(|f| f.path == Path::new(path)).map(|f| f.contents.as_str()).unwrap_or_else(|| panic!("no {path}"))
+    files.iter().find(|f| f.path == Path::new(path)).map(|f| &*f.contents).unwrap_or_else(|| panic!("no {path}"))
 }
 
 #[test]
@@ -249,10 +254,10 @@ fn golden_files_match_the_renderer() {
             let path = root().join(dir).join(&f.path);
             if update {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(&path, &f.contents).unwrap();
+                std::fs::write(&path, f.contents.as_bytes()).unwrap();
             }
             let have = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(have == f.contents, "{} is stale: run `make golden`", path.display());
+            assert!(*have == *f.contents, "{} is stale: run `make golden`", path.display());
         }
     }
 }
@@ -304,10 +309,10 @@ fn golden_xds_bootstrap() {
     let path = root().join("envoy/examples/xds/envoy.yaml");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, text.as_bytes()).unwrap();
     }
     assert!(
-        std::fs::read_to_string(&path).unwrap_or_default() == *text,
+        std::fs::read_to_string(&path).unwrap_or_default() == **text,
         "{} is stale: run `make golden`",
         path.display()
     );
@@ -352,9 +357,12 @@ fn https_proxy_client_files() {
     let only_ca = "/etc/npm-connector/default/npm-connector/ca.pem";
     assert!(env.lines().any(|l| l == format!("NODE_EXTRA_CA_CERTS={only_ca}")), "{env}");
     let tls = https_opts().tls.unwrap();
-    assert_eq!(file(&files, &format!("{dir}/ca.pem")), tls.ca_cert);
+    assert_eq!(file(&files, &format!("{dir}/ca.pem")), &*tls.ca_cert);
     let bundle = file(&files, &format!("{dir}/ca-bundle.pem"));
-    assert!(bundle.starts_with(tls.ca_cert.trim_end()) && bundle.ends_with(&tls.roots), "{bundle}");
+    assert!(
+        bundle.starts_with(tls.ca_cert.trim_end()) && bundle.ends_with("# the public roots would be here\n"),
+        "{bundle}"
+    );
     let envoy = file(&files, "envoy.yaml");
     assert!(envoy.contains("/etc/npm-connector/tls/leaf_nexus.example.com-key.pem"));
     assert!(!envoy.contains("PRIVATE KEY"), "the static bootstrap names the key file, never the key");
@@ -422,8 +430,9 @@ fn scoped_connectors_with_a_publish_registry() {
 fn https_opts_for(host: &str) -> Options {
     let mut o = https_opts();
     if let Some(t) = o.tls.as_mut() {
-        let leaf = t.leaves.values().next().cloned().unwrap();
-        t.leaves = [(host.to_owned(), leaf)].into();
+        let mut leaf = LeafPem::clone(t.leaves.values().next().unwrap());
+        leaf.hosts = vec![host.to_owned()];
+        t.leaves = [(host.to_owned(), leaf.into())].into();
     }
     o
 }
@@ -440,4 +449,52 @@ fn xds_dir_delivers_leaves_over_file_sds() {
     let lds = file(&files, "/var/lib/npm-connector/xds/lds.yaml");
     assert!(lds.contains("tls_certificate_sds_secret_configs") && !lds.contains("PRIVATE KEY"));
     assert!(!file(&files, "envoy.yaml").contains("PRIVATE KEY"));
+}
+
+/// A leaf names up to `HOSTS_PER_LEAF` hosts: 150 registry hosts make two certificates (two
+/// SSL contexts in Envoy, not 150) in the static bootstrap and two secrets over xDS, each
+/// named after its first host, and every host is still one server name of the one chain.
+#[test]
+fn hosts_share_leaves_in_the_bootstrap_and_over_sds() {
+    use crate::pki::HOSTS_PER_LEAF;
+    let mut yaml = String::from(
+        "kind: Secret\napiVersion: v1\nmetadata: {name: reg}\ntype: kubernetes.io/basic-auth\n\
+         stringData: {username: u, password: p}\n",
+    );
+    let n = HOSTS_PER_LEAF + 50;
+    for i in 0..n {
+        yaml += &format!(
+            "---\napiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {{name: c{i:03}}}\n\
+             spec: {{connectorClassName: npm, address: 'https://r{i:03}.example.com/', auth: {{name: basicAuth, secretRef: {{name: reg}}}}}}\n"
+        );
+    }
+    let connectors = manifest::load(&[("many.yaml".into(), yaml)], "default").unwrap();
+    let mut o = https_opts();
+    let t = o.tls.as_mut().unwrap();
+    let fixture = LeafPem::clone(t.leaves.values().next().unwrap());
+    let hosts = super::tls_hosts(&connectors);
+    t.leaves.clear();
+    for group in crate::pki::leaf_groups(&hosts) {
+        let leaf = std::sync::Arc::new(LeafPem { hosts: group.to_vec(), ..fixture.clone() });
+        t.leaves.extend(group.iter().map(|h| (h.clone(), leaf.clone())));
+    }
+    let files = render(&connectors, &o, &mut crate::token::OsEntropy).unwrap();
+    let envoy = file(&files, "envoy.yaml");
+    assert_eq!(envoy.matches("certificate_chain").count(), 2, "{envoy}");
+    let leaf_files: Vec<_> =
+        files.iter().filter(|f| f.path.starts_with("tls")).map(|f| f.path.display().to_string()).collect();
+    assert_eq!(
+        leaf_files,
+        [
+            "tls/leaf_r000.example.com.pem",
+            "tls/leaf_r000.example.com-key.pem",
+            &format!("tls/leaf_r{HOSTS_PER_LEAF:03}.example.com.pem"),
+            &format!("tls/leaf_r{HOSTS_PER_LEAF:03}.example.com-key.pem"),
+        ]
+    );
+    assert!((0..n).all(|i| envoy.contains(&format!("r{i:03}.example.com"))));
+    let xds = xds_dir(&connectors, &o, Path::new("/x"), &mut crate::token::OsEntropy).unwrap();
+    let sds = file(&xds, "/x/sds.yaml");
+    assert_eq!(sds.matches("name: leaf_").count(), 2, "{sds}");
+    assert_eq!(file(&xds, "/x/lds.yaml").matches("name: leaf_").count(), 2);
 }

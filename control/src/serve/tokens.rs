@@ -59,7 +59,7 @@ impl TokenStore {
             let body = serde_json::json!({"expires_at": a.expires_at}).to_string();
             let file = OutFile {
                 path: PathBuf::from(connector).join(format!("{}.json", a.sha256)),
-                contents: body,
+                contents: body.into(),
                 secret: true,
             };
             output::write(dir, &[file]).map_err(|e| StoreError(dir.display().to_string(), e.to_string()))?;

@@ -38,15 +38,15 @@ pub fn validate(
     }
     moves.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
     let relocate = |text: &str| moves.iter().fold(text.to_owned(), |t, (from, to)| replace_dir(&t, from, to));
+    // Files that share their contents (every connector's CA bundle) are relocated once and
+    // still share it, so the staged copy is written once too.
+    let mut shared: std::collections::HashMap<*const u8, std::sync::Arc<str>> = Default::default();
     let staged: Vec<OutFile> = files
         .iter()
         .map(|f| {
             let path = if f.path.is_relative() { out.join(&f.path) } else { f.path.clone() };
-            OutFile {
-                path: PathBuf::from(relocate(&path.display().to_string())),
-                contents: relocate(&f.contents),
-                secret: f.secret,
-            }
+            let contents = shared.entry(f.contents.as_ptr()).or_insert_with(|| relocate(&f.contents).into()).clone();
+            OutFile { path: PathBuf::from(relocate(&path.display().to_string())), contents, secret: f.secret }
         })
         .collect();
     output::write(Path::new("/"), &staged)?;

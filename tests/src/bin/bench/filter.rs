@@ -25,6 +25,9 @@ pub(crate) enum Filter {
     Native,
     /// A Rust proxy-wasm filter that only continues: the floor any Wasm filter pays.
     Noop,
+    /// The no-op filter making some of the host calls the real filter makes on each request
+    /// (`headers`, `props`, `set`, `count`): what each costs before any logic runs.
+    Steps(&'static str),
     Ours,
     /// The same request with 10,000 connectors configured (one route and token map lookup
     /// each, whatever the number).
@@ -57,6 +60,10 @@ impl Filter {
             Filter::Bare => "bare Envoy",
             Filter::Native => "native credential_injector",
             Filter::Noop => "no-op Rust Wasm filter",
+            Filter::Steps("headers") => "no-op + read all request headers (1 call)",
+            Filter::Steps("headers,props") => "no-op + headers + route and cluster names (3 calls)",
+            Filter::Steps("headers,props,set") => "no-op + those + set the credential header (4 calls)",
+            Filter::Steps(_) => "no-op + those + count (5 calls: the real filter's)",
             Filter::Ours => "npm-connector filter",
             Filter::Ours10k => "npm-connector filter, 10,000 connectors",
             Filter::OursSigned => "npm-connector filter, signed token",
@@ -77,13 +84,17 @@ fn filters(f: Filter, wasm: &Path) -> Vec<Value> {
                     "credential": {"name": "bench-credential"}, "header": "Authorization"}}}}),
             router,
         ],
-        Filter::Noop => {
+        Filter::Noop | Filter::Steps(_) => {
             let noop = wasm.with_file_name("npm_connector_noop_filter.wasm");
+            let conf = match f {
+                Filter::Steps(s) => format!("steps:{s}"),
+                _ => String::new(),
+            };
             vec![
                 json!({"name": "envoy.filters.http.wasm", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                     "config": {"name": "noop", "root_id": "noop",
-                        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": ""},
+                        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": conf},
                         "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": noop.display().to_string()}}}}}}),
                 router,
             ]
@@ -214,6 +225,9 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The no-op filter's step rows, each adding host calls to the one before.
+const STEPS: [&str; 4] = ["headers", "headers,props", "headers,props,set", "headers,props,set,count"];
+
 /// Runs the filter bench; returns its section of BENCHMARKS.md.
 pub fn run() -> String {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
@@ -225,6 +239,8 @@ pub fn run() -> String {
         .flat_map(|&f| [(f, false), (f, true)])
         // On direct_response rows a signed token is never checked (not a connector's route).
         .chain([(Filter::OursSigned, true)])
+        // Each host call's price, on the injected path's route.
+        .chain(STEPS.iter().map(|&s| (Filter::Steps(s), true)))
         .collect();
     let mut results: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
     let (seconds, rounds) = (knob("BENCH_SECONDS", SECONDS), knob("BENCH_ROUNDS", ROUNDS));
@@ -269,12 +285,14 @@ pub fn run() -> String {
             cpu_us: median(r.iter().map(|s| s.cpu_us).collect()),
         })
         .collect();
-    let mut table = String::from("| variant | route | req/s | vs bare | p50 ms | p99 ms | Envoy CPU µs/req | Δ vs bare µs/req |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+    let mut table = String::from("| variant | route | req/s | vs bare | p50 ms | p99 ms | Envoy CPU µs/req | Δ vs bare µs/req | Δ vs no-op Wasm µs/req |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (i, &(f, up)) in variants.iter().enumerate() {
+        // Variants come in (direct_response, local upstream) pairs: bare, native, no-op first.
         let bare = med[if up { 1 } else { 0 }];
+        let noop = med[if up { 5 } else { 4 }];
         let s = med[i];
         table += &format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:+.1} |\n",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:+.1} | {:+.1} |\n",
             f.name(),
             if up { "local upstream" } else { "direct_response" },
             s.rps,
@@ -282,7 +300,8 @@ pub fn run() -> String {
             s.p50_ms,
             s.p99_ms,
             s.cpu_us,
-            s.cpu_us - bare.cpu_us
+            s.cpu_us - bare.cpu_us,
+            s.cpu_us - noop.cpu_us
         );
     }
     let envoy_version = Command::new(envoy::binary())
