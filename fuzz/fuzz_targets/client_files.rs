@@ -60,7 +60,7 @@ fuzz_target!(|i: Input| {
             leaf_dir: "/tls".into(),
             client_dir: None,
             out: "/out".into(),
-            roots: String::new(),
+            bundle: render::client_bundle("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n", ""),
         });
     }
     for c in &cs {
