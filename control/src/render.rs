@@ -92,15 +92,10 @@ pub struct LeafPem {
 }
 
 impl LeafPem {
-    /// The name of its SDS secret and the stem of its static files.
+    /// The name of its SDS secret and the stem of its static files: `leaf_<first host>`.
     pub fn name(&self) -> String {
-        leaf_name(self.hosts.first().map(String::as_str).unwrap_or_default())
+        format!("leaf_{}", self.hosts.first().map(String::as_str).unwrap_or_default())
     }
-}
-
-/// The name of the SDS secret (and static files) of the leaf whose first host is `host`.
-pub fn leaf_name(host: &str) -> String {
-    format!("leaf_{host}")
 }
 
 /// What https-proxy mode needs besides the manifests. The caller mints the leaves (clock and

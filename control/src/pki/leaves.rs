@@ -26,8 +26,8 @@ pub struct TlsConfig {
 pub struct Leaves {
     ca: Ca,
     cfg: TlsConfig,
-    /// The roots of the clients' bundle (PEM).
-    roots: String,
+    /// The clients' `ca-bundle.pem`: the connector CA and the roots, built once.
+    bundle: Arc<str>,
     /// Host → its leaf (shared by the hosts of its group) and the leaf's expiry (Unix seconds).
     current: BTreeMap<String, (Arc<LeafPem>, u64)>,
 }
@@ -46,7 +46,9 @@ impl Leaves {
                 String::new()
             }),
         };
-        Ok(Leaves { ca: Ca::load(&cfg.ca_dir)?, cfg: cfg.clone(), roots, current: BTreeMap::new() })
+        let ca = Ca::load(&cfg.ca_dir)?;
+        let bundle = crate::render::client_bundle(&ca.cert_pem, &roots);
+        Ok(Leaves { ca, cfg: cfg.clone(), bundle, current: BTreeMap::new() })
     }
 
     /// Mints a leaf for every group of hosts (sorted, see [`leaf_groups`]) whose leaf names
@@ -58,16 +60,15 @@ impl Leaves {
         hosts.dedup();
         let mut next = BTreeMap::new();
         let mut changed = false;
+        let ttl = self.cfg.leaf_ttl;
         for group in leaf_groups(&hosts) {
             let first = group.first().and_then(|h| self.current.get(h));
-            let keep =
-                first.filter(|(l, exp)| l.hosts == group && !needs_renewal(*exp, self.cfg.leaf_ttl, now)).cloned();
+            let keep = first.filter(|(l, exp)| l.hosts == group && !needs_renewal(*exp, ttl, now)).cloned();
             if let Some(kept) = keep {
                 next.extend(group.iter().map(|h| (h.clone(), kept.clone())));
                 continue;
             }
             changed = true;
-            let ttl = self.cfg.leaf_ttl;
             match self.ca.mint_group(group, now, ttl) {
                 Ok(minted) => {
                     log::info!(
@@ -111,7 +112,7 @@ impl Leaves {
             leaf_dir: out.join("tls"),
             client_dir: self.cfg.client_dir.clone(),
             out: out.to_owned(),
-            bundle: crate::render::client_bundle(&self.ca.cert_pem, &self.roots),
+            bundle: self.bundle.clone(),
         }
     }
 }
