@@ -1,12 +1,12 @@
 //! `make bench`: the filter's cost per request (against bare Envoy and the native
-//! credential_injector), the control plane's speed, and `npm install` through https-proxy
-//! mode against a direct install, and Envoy's start at 10,000 connectors, in one run; writes BENCHMARKS.md.
-//! `BENCH_ONLY=filter|rewrite|control|exchange|https|scale` runs one part (and leaves BENCHMARKS.md alone).
+//! credential_injector), the control plane's speed, `npm install` of a real tree through each
+//! client path, and Envoy's start at 10,000 connectors, in one run; writes BENCHMARKS.md.
+//! `BENCH_ONLY=filter|rewrite|control|exchange|install|scale` runs one part (and leaves BENCHMARKS.md alone).
 
 mod control;
 mod exchange;
 mod filter;
-mod https;
+mod install;
 mod rewrite;
 mod scale;
 
@@ -35,8 +35,8 @@ fn main() {
     if only.is_empty() || only == "exchange" {
         sections.push(exchange::run());
     }
-    if only.is_empty() || only == "https" {
-        sections.push(https::run());
+    if only.is_empty() || only == "install" {
+        sections.push(install::run());
     }
     if only.is_empty() || only == "scale" {
         sections.push(scale::run());

@@ -1,0 +1,210 @@
+//! `npm install` of a real tree (tests/bench/package.json, about 400 packages from the npm
+//! registry) against a private Verdaccio: straight at it with the credential in `.npmrc`,
+//! through gateway and https-proxy mode, and through Verdaccio configured as an authenticating
+//! pull-through proxy in front of it (cold: empty storage; warm: everything cached). Rounds
+//! rotate the order; each install starts from an empty npm cache.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use npm_connector::render::Mode;
+use npm_connector_tests::clients::Npm;
+use npm_connector_tests::pki::Pki;
+use npm_connector_tests::verdaccio::{self, Opts, Uplink, Verdaccio};
+use npm_connector_tests::{pki, root, scenario};
+use sha1::{Digest, Sha1};
+
+use crate::knob;
+
+/// `localhost` resolves for the direct client without touching /etc/hosts, and is a name
+/// (clients send SNI for names, never for IP addresses).
+const HOST: &str = "localhost";
+
+fn write(p: &Path, s: &str) {
+    std::fs::write(p, s).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+}
+
+fn npmrc(path: &Path, url: &str, ca: &Path, user: &str, password: &str) {
+    let nerf = url.trim_start_matches("https:");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    write(path, &format!("registry={url}\ncafile={}\n{nerf}:_auth={auth}\n", ca.display()));
+}
+
+/// One install of the tree from an empty cache; the time and the number of packages npm added.
+fn install(npm: &Npm, dir: &Path) -> (Duration, usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(root().join("tests/bench/package.json"), dir.join("package.json")).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(npm.home.join("npm-cache"));
+    let t = Instant::now();
+    let r = npm.ok(dir, &["install", "--no-package-lock", "--prefer-online", "--ignore-scripts"]);
+    let took = t.elapsed();
+    // "added 410 packages in 9s"
+    let added = r
+        .all()
+        .split("added ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("npm did not say how many packages it added:\n{}", r.all()));
+    (took, added)
+}
+
+/// The bench registry's storage, filled once from the npm registry this machine's npm uses and
+/// kept under target/ (keyed by the tree's package.json), then served with no uplink.
+fn filled_storage(pki: &Pki, d: &Path) -> PathBuf {
+    let tree = std::fs::read(root().join("tests/bench/package.json")).unwrap_or_else(|e| panic!("{e}"));
+    let key: String = Sha1::digest(&tree).iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let storage = root().join(format!("target/bench-registry/storage-{key}"));
+    let marker = storage.join(".filled");
+    if marker.exists() {
+        return storage;
+    }
+    let _ = std::fs::remove_dir_all(&storage);
+    let upstream = std::process::Command::new("npm")
+        .args(["config", "get", "registry"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| s.starts_with("http"))
+        .unwrap_or_else(|| "https://registry.npmjs.org/".to_owned());
+    println!("install bench: filling {} from {upstream} (once)", storage.display());
+    let dir = d.join("fill");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let opts =
+        Opts { storage: Some(storage.clone()), uplink: Some(Uplink { url: upstream, basic: None, maxage: "2m" }) };
+    let fill = verdaccio::start_opts(&dir, pki, HOST, &[("fill", "fill")], &opts);
+    npmrc(&dir.join("npmrc"), &fill.public_url, &pki.ca_cert, "fill", "fill");
+    let (took, added) = install(&Npm::new(&dir.join("home"), &dir.join("npmrc")), &dir.join("app"));
+    println!("install bench: filled {added} packages in {took:?}");
+    drop(fill);
+    write(&marker, &format!("{added}\n"));
+    storage
+}
+
+struct Variant {
+    name: &'static str,
+    npm: Npm,
+    times: Vec<Duration>,
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+pub fn run() -> String {
+    let rounds = knob("BENCH_INSTALL_ROUNDS", 7usize);
+    let tmp =
+        tempfile::Builder::new().prefix("npm-connector-bench-install-").tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = tmp.path();
+    let pki = pki::make(d, &[HOST, "127.0.0.1"]);
+    let storage = filled_storage(&pki, d);
+
+    // The private registry: everything from storage, nothing from outside; {SHA} passwords so
+    // the registry's hashing does not swamp the proxies' share.
+    let password = format!("bench-{}", std::process::id());
+    let vdir = d.join("private");
+    std::fs::create_dir_all(&vdir).unwrap_or_else(|e| panic!("{e}"));
+    let opts = Opts { storage: Some(storage), uplink: None };
+    let registry = verdaccio::start_opts(&vdir, &pki, HOST, &[("bench", &password)], &opts);
+    let url = registry.public_url.clone();
+    npmrc(&d.join("direct.npmrc"), &url, &pki.ca_cert, "bench", &password);
+
+    let yaml = format!(
+        "kind: Secret\napiVersion: v1\nmetadata: {{name: reg, namespace: bench}}\ntype: kubernetes.io/basic-auth\n\
+         stringData: {{username: bench, password: \"{password}\"}}\n---\n\
+         apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata: {{name: npm, namespace: bench}}\n\
+         spec: {{connectorClassName: npm, address: '{url}', auth: {{name: basicAuth, secretRef: {{name: reg}}}}}}\n"
+    );
+    let key = npm_connector::token::new_key().unwrap_or_else(|e| panic!("{e}"));
+    let (gateway, _) = scenario::render_and_start(d, Mode::Gateway, &pki.ca_cert, &key, &yaml, "gw", None);
+    let (proxy, _) = scenario::render_and_start(d, Mode::HttpsProxy, &pki.ca_cert, &key, &yaml, "hp", None);
+
+    // Verdaccio as an authenticating pull-through proxy: its own users, the registry's
+    // credential in its uplink, packuments fresh for 10 minutes.
+    let front = |name: &str| -> (Verdaccio, PathBuf) {
+        let dir = d.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let up = Uplink { url: url.clone(), basic: Some(format!("bench:{password}")), maxage: "10m" };
+        let v = verdaccio::start_opts(
+            &dir,
+            &pki,
+            HOST,
+            &[("client", "client-pw")],
+            &Opts { storage: None, uplink: Some(up) },
+        );
+        let rc = dir.join("npmrc");
+        npmrc(&rc, &v.public_url, &pki.ca_cert, "client", "client-pw");
+        (v, rc)
+    };
+    let (warm_front, warm_rc) = front("front-warm");
+
+    let mut variants = vec![
+        Variant { name: "direct", npm: Npm::new(&d.join("home-direct"), &d.join("direct.npmrc")), times: vec![] },
+        Variant { name: "gateway", npm: Npm::new(&d.join("home-gw"), &d.join("gw/bench/npm/.npmrc")), times: vec![] },
+        Variant {
+            name: "https-proxy",
+            npm: Npm::new(&d.join("home-hp"), &d.join("hp/bench/npm/.npmrc")),
+            times: vec![],
+        },
+        Variant {
+            name: "Verdaccio proxy, cold",
+            npm: Npm::new(&d.join("home-cold"), &d.join("unused")),
+            times: vec![],
+        },
+        Variant { name: "Verdaccio proxy, warm", npm: Npm::new(&d.join("home-warm"), &warm_rc), times: vec![] },
+    ];
+    let app = d.join("app");
+    // Warm-up: one of each that keeps state (Node's, Envoy's and the warm proxy's first run).
+    let mut added = 0;
+    for v in [0, 1, 2, 4] {
+        added = install(&variants[v].npm, &app).1;
+    }
+    for round in 0..rounds {
+        // Rotate which goes first, so drift in the host's speed hits every variant alike.
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let cold = (variants[i].name.ends_with("cold")).then(|| front("front-cold"));
+            if let Some((_, rc)) = &cold {
+                variants[i].npm.userconfig = rc.clone();
+            }
+            let (t, n) = install(&variants[i].npm, &app);
+            assert_eq!(n, added, "{}: every install adds the same tree", variants[i].name);
+            variants[i].times.push(t);
+        }
+    }
+    drop(warm_front);
+    let injected =
+        |e: &npm_connector_tests::envoy::Envoy| e.counter("wasmcustom.npm_connector.injected.connector=bench/npm");
+    let (gw_inj, hp_inj) = (injected(&gateway), injected(&proxy));
+    let min_expected = (added * (rounds + 1)) as u64;
+    assert!(gw_inj >= min_expected && hp_inj >= min_expected, "every package came through the filter");
+    let base = median(&variants[0].times);
+    let mut rows = String::new();
+    for v in &variants {
+        let m = median(&v.times);
+        let ratio = m.as_secs_f64() / base.as_secs_f64();
+        let all: Vec<String> = v.times.iter().map(|t| format!("{}", t.as_millis())).collect();
+        println!("npm install of {added} packages: {}: median {m:?}, ratio {ratio:.3} ({})", v.name, all.join(" "));
+        rows.push_str(&format!("| {} | {} ms | {ratio:.3} | {} |\n", v.name, m.as_millis(), all.join(", ")));
+    }
+    format!(
+        "## npm install of a real tree\n\n\
+         `npm install --no-package-lock --prefer-online --ignore-scripts` of tests/bench/package.json (express, eslint, \
+         jest: **{added} packages**), from an empty npm cache each time, against a private HTTPS Verdaccio that serves \
+         them from storage (filled once from the npm registry; {{SHA}} passwords). Clients: straight at the registry with \
+         the credential in `.npmrc`; gateway mode and https-proxy mode with the rendered `.npmrc` (the filter, verified \
+         upstream TLS; gateway also re-bases every packument's tarball URLs); and a second Verdaccio as an authenticating \
+         pull-through proxy holding the registry's credential in its uplink, cold (empty storage, started anew for each \
+         install) and warm (everything cached, packuments fresh for 10 minutes). {rounds} rounds, order rotated each \
+         round, after one warm-up each.\n\n\
+         | client path | median | ratio to direct | each round (ms) |\n|---|---:|---:|---|\n{rows}\n\
+         Goal for gateway and https-proxy: ≤ 1.02. Envoy injected the credential {gw_inj} times (gateway) and {hp_inj} \
+         times (https-proxy).\n"
+    )
+}
