@@ -60,7 +60,7 @@ pub struct Opts {
 pub fn start_opts(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)], opts: &Opts) -> Verdaccio {
     let port = free_port();
     let public_url = format!("https://{host}:{port}/");
-    let mut v = spawn_opts(dir, pki, users, &format!("127.0.0.1:{port}"), &public_url, None, opts);
+    let mut v = spawn(dir, pki, users, &format!("127.0.0.1:{port}"), &public_url, None, opts);
     wait_for_port(&mut v.daemon, port, Duration::from_secs(60));
     v
 }
@@ -70,7 +70,7 @@ pub fn start_opts(dir: &Path, pki: &Pki, host: &str, users: &[(&str, &str)], opt
 pub fn start_with(dir: &Path, pki: &Pki, users: &[(&str, &str)], public_url: impl FnOnce(u16) -> String) -> Verdaccio {
     let port = free_port();
     let public_url = public_url(port);
-    let mut v = spawn(dir, pki, users, &format!("127.0.0.1:{port}"), &public_url, None);
+    let mut v = spawn(dir, pki, users, &format!("127.0.0.1:{port}"), &public_url, None, &Opts::default());
     wait_for_port(&mut v.daemon, port, Duration::from_secs(60));
     v
 }
@@ -85,7 +85,7 @@ pub fn start_in(
     public_url: &str,
     netns: &str,
 ) -> Verdaccio {
-    let mut v = spawn(dir, pki, users, listen, public_url, Some(netns));
+    let mut v = spawn(dir, pki, users, listen, public_url, Some(netns), &Opts::default());
     let start = std::time::Instant::now();
     while !v.daemon.log_text().contains("http address") {
         v.daemon.assert_running();
@@ -102,31 +102,14 @@ fn spawn(
     listen: &str,
     public_url: &str,
     netns: Option<&str>,
-) -> Verdaccio {
-    spawn_opts(dir, pki, users, listen, public_url, netns, &Opts::default())
-}
-
-fn spawn_opts(
-    dir: &Path,
-    pki: &Pki,
-    users: &[(&str, &str)],
-    listen: &str,
-    public_url: &str,
-    netns: Option<&str>,
     opts: &Opts,
 ) -> Verdaccio {
     let bin = crate::tool("VERDACCIO_BIN", "tests/registry/node_modules/.bin/verdaccio");
     let port = listen.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
-    let htpasswd: String = users
-        .iter()
-        .map(|(u, p)| {
-            format!("{u}:{{SHA}}{}\n", base64::engine::general_purpose::STANDARD.encode(Sha1::digest(p.as_bytes())))
-        })
-        .collect();
+    write_users(dir, users);
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("{name}: {e}"));
     };
-    write("htpasswd", &htpasswd);
     let mut access =
         "    access: $authenticated\n    publish: $authenticated\n    unpublish: $authenticated\n".to_owned();
     let mut uplinks = String::new();

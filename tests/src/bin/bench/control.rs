@@ -40,6 +40,22 @@ struct RenderTimes {
     cli: Duration,
 }
 
+/// What `serve` does on a change: resources for one node, checked and encoded as protobuf;
+/// the time it took.
+fn cold_snapshot(connectors: &[npm_connector::manifest::Connector], opts: &Options) -> Duration {
+    let accepted: BTreeMap<String, Vec<render::Accepted>> = connectors
+        .iter()
+        .enumerate()
+        // One token per connector: the filter refuses a token two connectors accept.
+        .map(|(i, c)| (c.id(), vec![render::Accepted { sha256: format!("{i:064x}"), expires_at: None }]))
+        .collect();
+    let t = Instant::now();
+    let res = render::xds_resources(connectors, opts, &accepted, &render::ConfigSource::Ads)
+        .unwrap_or_else(|e| panic!("{e}"));
+    npm_connector::xds::snapshot::Snapshot::build(&res).unwrap_or_else(|e| panic!("{e}"));
+    t.elapsed()
+}
+
 fn render_bench(n: usize) -> RenderTimes {
     let yaml = many_manifests(n, true, 0);
     let listen = "127.0.0.1:10000".parse().unwrap_or_else(|e| panic!("{e}"));
@@ -56,18 +72,7 @@ fn render_bench(n: usize) -> RenderTimes {
         // .npmrc, .yarnrc.yml, yarn-classic.npmrc, bunfig.toml per connector, and the bootstrap.
         assert_eq!(files.len(), 4 * n + 1);
         bootstrap = files.iter().find(|f| f.path.ends_with("envoy.yaml")).map_or(0, |f| f.contents.len());
-        // What `serve` does on a change: resources for one node, checked and encoded as protobuf.
-        let accepted: BTreeMap<String, Vec<render::Accepted>> = connectors
-            .iter()
-            .enumerate()
-            // One token per connector: the filter refuses a token two connectors accept.
-            .map(|(i, c)| (c.id(), vec![render::Accepted { sha256: format!("{i:064x}"), expires_at: None }]))
-            .collect();
-        let t = Instant::now();
-        let res = render::xds_resources(&connectors, &opts, &accepted, &render::ConfigSource::Ads)
-            .unwrap_or_else(|e| panic!("{e}"));
-        npm_connector::xds::snapshot::Snapshot::build(&res).unwrap_or_else(|e| panic!("{e}"));
-        snap.push(t.elapsed());
+        snap.push(cold_snapshot(&connectors, &opts));
     }
     // The CLI as a user runs it: read, parse, render, write 40,001 files.
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -120,16 +125,7 @@ fn https_render_bench(n: usize) -> (Duration, String, Duration) {
         let files = render::render(&connectors, &opts, &mut OsEntropy).unwrap_or_else(|e| panic!("{e}"));
         both.push(t.elapsed());
         assert!(files.len() > 6 * n, "client files, CA and bundle per connector, leaves, bootstrap");
-        let accepted: BTreeMap<String, Vec<render::Accepted>> = connectors
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id(), vec![render::Accepted { sha256: format!("{i:064x}"), expires_at: None }]))
-            .collect();
-        let t = Instant::now();
-        let res = render::xds_resources(&connectors, &opts, &accepted, &render::ConfigSource::Ads)
-            .unwrap_or_else(|e| panic!("{e}"));
-        npm_connector::xds::snapshot::Snapshot::build(&res).unwrap_or_else(|e| panic!("{e}"));
-        snap.push(t.elapsed());
+        snap.push(cold_snapshot(&connectors, &opts));
     }
     (median(both.clone()), range(&both), median(snap))
 }
