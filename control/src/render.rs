@@ -16,7 +16,7 @@ pub use sidecar::{init_container, iptables_script, Sidecar, DEFAULT_INIT_IMAGE};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use secrecy::SecretString;
@@ -377,8 +377,15 @@ pub fn render(
     if opts.mode == Mode::Sidecar {
         files.extend(sidecar::files(opts)?);
     }
-    files.push(OutFile { path: PathBuf::from("envoy.yaml"), contents: bootstrap.into(), secret: true });
+    files.push(OutFile { path: PathBuf::from(bootstrap.file), contents: bootstrap.text.into(), secret: true });
     Ok(files)
+}
+
+/// The bootstrap among rendered files: `envoy.json` when a static bootstrap is large (Envoy
+/// parses it as JSON, much faster than YAML), `envoy.yaml` otherwise.
+pub fn bootstrap_path(files: &[OutFile]) -> &Path {
+    let json = Path::new("envoy.json");
+    files.iter().find(|f| f.path == json).map_or(Path::new("envoy.yaml"), |_| json)
 }
 
 /// The Envoy resources for a control plane (`serve`, `render --xds-dir`): the filter's

@@ -64,23 +64,34 @@ fn envoy_refuses_a_configuration_the_filter_rejects() {
     assert!(!log.contains("your-registry-password"));
 }
 
-/// Thousands of connectors make a bootstrap of megabytes, which is written in YAML's flow
-/// style (JSON) for speed: the real Envoy must load it like the block-style one.
+/// Thousands of connectors make a bootstrap of megabytes, which is written as `envoy.json`
+/// (Envoy parses a `.json` bootstrap as JSON, a `.yaml` through its YAML parser, much slower):
+/// the real Envoy must accept it, and no stale `envoy.yaml` may be left beside it.
 #[test]
-fn a_large_flow_style_bootstrap_validates() {
+fn a_large_bootstrap_is_json_and_validates() {
     let wasm = tool("NPM_CONNECTOR_WASM", "target/wasm32-wasip1/release/npm_connector_filter.wasm");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let file = dir.path().join("many.yaml");
-    std::fs::write(&file, npm_connector_tests::plane::many_manifests(4_000, true, 0)).unwrap_or_else(|e| panic!("{e}"));
     let key = dir.path().join("key");
     npm_connector_tests::control::keygen(&key);
     let out = dir.path().join("out");
-    // `render` runs `envoy --mode validate` on what it wrote and fails if Envoy refuses it.
     let envoy_bin = envoy::binary().display().to_string();
     let wasm = wasm.display().to_string();
-    let said = npm_connector_tests::control::render(&file, &out, &key, &["--wasm", &wasm, "--envoy", &envoy_bin]);
+    let args = ["--wasm", wasm.as_str(), "--envoy", envoy_bin.as_str()];
+    let render = |n: usize| {
+        let file = dir.path().join(format!("m{n}.yaml"));
+        std::fs::write(&file, npm_connector_tests::plane::many_manifests(n, true, 0)).unwrap_or_else(|e| panic!("{e}"));
+        // `render` runs `envoy --mode validate` on what it wrote and fails if Envoy refuses it.
+        npm_connector_tests::control::render(&file, &out, &key, &args)
+    };
+    let said = render(2);
+    assert!(said.contains(&format!("rendered Envoy bootstrap -> {}", out.join("envoy.yaml").display())), "{said}");
+    let said = render(4_000);
     assert!(said.contains("validated with"), "{said}");
-    let text = std::fs::read_to_string(out.join("envoy.yaml")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(text.contains("\n# Large: written in YAML flow style"), "expected flow style for 4,000 connectors");
+    assert!(said.contains(&format!("rendered Envoy bootstrap -> {}", out.join("envoy.json").display())), "{said}");
+    assert!(said.contains(&format!("removed {} (no longer rendered)", out.join("envoy.yaml").display())), "{said}");
+    assert!(!out.join("envoy.yaml").exists());
+    let text = std::fs::read_to_string(out.join("envoy.json")).unwrap_or_else(|e| panic!("{e}"));
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("envoy.json is not JSON: {e}"));
+    assert_eq!(doc["static_resources"]["listeners"][0]["name"], "npm_connector_gateway");
     assert!(text.len() > 4 << 20);
 }

@@ -261,12 +261,14 @@ fn negative_cases(env: &mut Env) {
 }
 
 /// A registry whose certificate does not name the host the connector uses: Envoy's upstream
-/// TLS refuses it (SAN), the client gets 503, and no request (so no credential) is sent.
+/// TLS refuses it (SAN), the client gets 503, and no request (so no credential) is sent. The
+/// connector owns only `/pathed/` on that host: any other path gets the JSON 403 of the
+/// tunnel's no-route mapper, before any upstream is tried.
 fn upstream_san_mismatch(env: &mut Env) {
     let port = env.registry.port;
     let yaml = format!(
         "{}apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: mismatch\n  namespace: team-a\n\
-         spec:\n  connectorClassName: npm\n  address: https://{MISMATCH_HOST}:{port}/\n  auth:\n    name: basicAuth\n\
+         spec:\n  connectorClassName: npm\n  address: https://{MISMATCH_HOST}:{port}/pathed/\n  auth:\n    name: basicAuth\n\
          \x20   secretRef:\n      name: registry-team-a\n",
         env.yaml
     );
@@ -277,8 +279,17 @@ fn upstream_san_mismatch(env: &mut Env) {
     let token = tokens["team-a/mismatch"].clone();
     let client_ca = env.dir.path().join("out-mismatch/team-a/mismatch/ca.pem");
     let proxy = format!("http://team-a%2Fmismatch:{token}@127.0.0.1:{}", envoy.port);
-    let r = clients::status_through(&proxy, &client_ca, &format!("https://{MISMATCH_HOST}:{port}/dep-a"));
+    let r = clients::status_through(&proxy, &client_ca, &format!("https://{MISMATCH_HOST}:{port}/pathed/dep-a"));
     assert_eq!(r.stdout.trim(), "503", "{}", r.all());
+    let unowned = format!("https://{MISMATCH_HOST}:{port}/dep-a");
+    let cacert = client_ca.display().to_string();
+    let r = clients::curl(&["-s", "-D", "-", "-w", " %{http_code}", "-x", &proxy, "--cacert", &cacert, &unowned]);
+    assert!(r.stdout.to_ascii_lowercase().contains("content-type: application/json"), "{}", r.all());
+    assert!(
+        r.stdout.ends_with(r#"{"error":"npm-connector: no connector owns this path on this registry host"} 403"#),
+        "{}",
+        r.all()
+    );
     let cluster = format!("cluster.outbound|{port}||{MISMATCH_HOST}");
     assert!(envoy.counter(&format!("{cluster}.ssl.fail_verify_san")) >= 1, "{}", envoy.admin("/stats?filter=ssl"));
     assert_eq!(envoy.counter(&format!("{cluster}.upstream_rq_total")), 0, "no request reached the registry");

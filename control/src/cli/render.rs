@@ -219,7 +219,7 @@ pub fn run(a: RenderArgs) -> Result<()> {
     for c in &connectors {
         println!("rendered connector {} -> {}", c.id(), out.join(&c.namespace).join(&c.name).display());
     }
-    println!("rendered Envoy bootstrap -> {}", out.join("envoy.yaml").display());
+    println!("rendered Envoy bootstrap -> {}", out.join(render::bootstrap_path(&files)).display());
     if !opts.wasm.exists() {
         println!("note: {} does not exist yet; build the filter (make wasm) or pass --wasm", opts.wasm.display());
     }

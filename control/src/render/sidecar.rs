@@ -25,7 +25,7 @@ use super::envoy::{
     filter_entry, hcm, json_reply, registry_clusters, router, then_route, ConfigSource, Resources, Upstream,
 };
 use super::filter::{self, Entry};
-use super::https::{downstream_tls, leaf_secrets, prefixes_by_host, tunnel_vhosts, Endpoints};
+use super::https::{downstream_tls, leaf_secrets, prefixes_by_host, tunnel_hcm, Endpoints};
 use super::{Options, OutFile, Planned, RenderError};
 
 pub(crate) const SIDECAR_LISTENER: &str = "npm_connector_sidecar";
@@ -118,11 +118,7 @@ pub(crate) fn resources(
             }
         }
         for (port, (hosts, endpoints)) in by_port {
-            let hcm = hcm(
-                "npm_connector_sidecar",
-                tunnel_vhosts(endpoints, opts),
-                then_route(vec![entry.clone()], &ups, opts),
-            );
+            let hcm = tunnel_hcm("npm_connector_sidecar", endpoints, then_route(vec![entry.clone()], &ups, opts), opts);
             chains.push(json!({
                 "name": format!("tls_{port}"),
                 "filter_chain_match": {"destination_port": port, "server_names": hosts, "transport_protocol": "tls"},

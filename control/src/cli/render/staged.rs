@@ -50,7 +50,7 @@ pub fn validate(
         })
         .collect();
     output::write(Path::new("/"), &staged)?;
-    let bootstrap = stage_out.join("envoy.yaml");
+    let bootstrap = stage_out.join(npm_connector::render::bootstrap_path(files));
     // Validation opens the sealed credentials too, so Envoy needs the key as well.
     let mut cmd = Command::new(envoy);
     if let Sealing::Key(k) = sealing {

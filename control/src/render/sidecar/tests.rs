@@ -38,7 +38,7 @@ fn only_tls_to_a_connectors_host_and_port_is_intercepted() {
     assert_eq!(m["destination_port"], 443);
     assert_eq!(m["transport_protocol"], "tls");
     let tls_filters = chains[0]["filters"][0]["typed_config"]["http_filters"].to_string();
-    assert!(tls_filters.contains("npm_connector_sidecar") && tls_filters.contains(r#"\"role\":\"sidecar\""#));
+    assert!(tls_filters.contains("envoy.filters.http.wasm") && tls_filters.contains(r#"\"role\":\"sidecar\""#));
     // Plain HTTP: no filter at all, the connector's host refused, the rest passed on.
     let plain = chains[1].to_string();
     assert!(!plain.contains("envoy.filters.http.wasm"), "no filter on plain HTTP");

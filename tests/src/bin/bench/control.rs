@@ -71,7 +71,10 @@ fn render_bench(n: usize) -> RenderTimes {
         full.push(t.elapsed() - parse[parse.len() - 1]);
         // .npmrc, .yarnrc.yml, yarn-classic.npmrc, bunfig.toml per connector, and the bootstrap.
         assert_eq!(files.len(), 4 * n + 1);
-        bootstrap = files.iter().find(|f| f.path.ends_with("envoy.yaml")).map_or(0, |f| f.contents.len());
+        bootstrap = files
+            .iter()
+            .find(|f| f.path == npm_connector::render::bootstrap_path(&files))
+            .map_or(0, |f| f.contents.len());
         snap.push(cold_snapshot(&connectors, &opts));
     }
     // The CLI as a user runs it: read, parse, render, write 40,001 files.

@@ -29,10 +29,12 @@ fn status_mb(pid: u32, field: &str) -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-/// Starts Envoy on `out/envoy.yaml` (two workers), waits for LIVE, reads its memory, stops it.
+/// Starts Envoy on the rendered bootstrap (`envoy.json` when large; two workers), waits for LIVE, reads its memory, stops it.
 fn start(out: &Path, key: &str) -> Start {
     let mut cmd = Command::new(envoy::binary());
-    cmd.env(npm_connector_filter::seal::KEY_ENV, key).arg("-c").arg(out.join("envoy.yaml"));
+    let json = out.join("envoy.json");
+    let bootstrap = if json.exists() { json } else { out.join("envoy.yaml") };
+    cmd.env(npm_connector_filter::seal::KEY_ENV, key).arg("-c").arg(bootstrap);
     cmd.args(["--use-dynamic-base-id", "--log-level", "warn", "--concurrency", "2"]);
     let t = Instant::now();
     let mut d = Daemon::spawn("envoy", cmd, out.join("envoy.log"));
