@@ -131,7 +131,7 @@ pub fn run() -> String {
          | mode | 1 connector | {n}: ready | {n}: memory |\n|---|---:|---:|---:|\n{table}\n\
          Registries reached by DNS share one dynamic-forward-proxy cluster and resolve on first use; the pinned \
          row gives each registry a cluster of its own, as every connector had before. https-proxy and sidecar \
-         mode also hold a TLS certificate per registry host (one filter chain, the certificate chosen by SNI): \
-         Envoy makes an SSL context per certificate.\n"
+         mode also hold a leaf certificate per 100 registry hosts (one filter chain, the leaf chosen by SNI). \
+         Above 4 MB the bootstrap is `envoy.json`, which Envoy parses as JSON.\n"
     )
 }
