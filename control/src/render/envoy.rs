@@ -439,9 +439,9 @@ fn stats_tag() -> Value {
     json!({"tag_name": "connector", "regex": CONNECTOR_TAG_REGEX})
 }
 
-/// Above this size a configuration is written in YAML's flow style (which is JSON): Envoy
-/// reads it the same, and it is emitted five times faster than block style, which matters
-/// for bootstraps with thousands of connectors (a 10,000-connector bootstrap is ~40 MB).
+/// Above this size a YAML file (`render --xds-dir`'s resources) is written in YAML's flow
+/// style (which is JSON): Envoy reads it the same, and it is emitted five times faster than
+/// block style. (The static bootstrap goes further and becomes `envoy.json`: [`JSON_ABOVE`].)
 const FLOW_STYLE_ABOVE: usize = 4 << 20;
 
 pub(crate) fn to_yaml(doc: &Value, header: &str) -> Result<String, RenderError> {

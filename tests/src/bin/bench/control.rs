@@ -224,7 +224,7 @@ pub fn run() -> String {
          | measure | median of {ROUNDS} (CLI: of 3) | goal |\n|---|---:|---:|\n\
          | parse the Connector + Secret manifests | {} ms | |\n\
          | render them as an xDS snapshot from cold (`serve`'s start: resources, consistency check, protobuf; later changes re-encode only what changed) | {} ms | |\n\
-         | render them: the static bootstrap ({} MB, YAML flow style) and client files, in memory | {} ms | |\n\
+         | render them: the static bootstrap ({} MB, `envoy.json`) and client files, in memory | {} ms | |\n\
          | **render 10,000 connectors**: manifest text in, every output file in memory (the two rows above; range over the {ROUNDS} rounds: {} ms) | **{} ms** | ≤ 1000 ms |\n\
          | `npm-connector render` CLI end to end, writing {} files (mostly file-system time) | {} ms | |\n\
          | https-proxy mode, in memory: 100 leaves minted (100 hosts each), parse, render (range: {https_range} ms) | **{} ms** | ≤ 1000 ms |\n\
