@@ -11,7 +11,7 @@ use npm_connector_tests::control::{self, wait_for};
 use npm_connector_tests::plane::{many_manifests, Plane};
 use npm_connector_tests::procs::free_port;
 
-use crate::knob;
+use crate::{knob, median};
 
 /// Rounds of the in-memory render measures; the host's speed varies, so the table gives the
 /// range as well as the median.
@@ -21,11 +21,6 @@ const ROUNDS: usize = 5;
 fn range(v: &[Duration]) -> String {
     let (lo, hi) = (v.iter().min().copied().unwrap_or_default(), v.iter().max().copied().unwrap_or_default());
     format!("{}–{}", lo.as_millis(), hi.as_millis())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 struct RenderTimes {
@@ -130,7 +125,7 @@ fn https_render_bench(n: usize) -> (Duration, String, Duration) {
         assert!(files.len() > 6 * n, "client files, CA and bundle per connector, leaves, bootstrap");
         snap.push(cold_snapshot(&connectors, &opts));
     }
-    (median(both.clone()), range(&both), median(snap))
+    (median(both.iter().copied()), range(&both), median(snap))
 }
 
 /// Millisecond timestamps of "node N acked TypedExtensionConfig version V" lines.

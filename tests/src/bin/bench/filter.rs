@@ -11,7 +11,7 @@ use npm_connector_tests::procs::free_port;
 use npm_connector_tests::tool;
 use npm_connector_tests::upstream::Upstream;
 
-use crate::knob;
+use crate::{knob, median};
 use serde_json::{json, Value};
 
 pub(crate) const TOKEN: &str = "npmc_bench-token-0123456789abcdefghijklmnopqrstuvw";
@@ -220,11 +220,6 @@ pub(crate) fn wrk_with(port: u16, secs: u32, pid: u32, token: &str) -> Sample {
     s
 }
 
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
-}
-
 /// The no-op filter's step rows, each adding host calls to the one before.
 const STEPS: [&str; 4] = ["headers", "headers,props", "headers,props,set", "headers,props,set,count"];
 
@@ -279,10 +274,10 @@ pub fn run() -> String {
     let med: Vec<Sample> = results
         .iter()
         .map(|r| Sample {
-            rps: median(r.iter().map(|s| s.rps).collect()),
-            p50_ms: median(r.iter().map(|s| s.p50_ms).collect()),
-            p99_ms: median(r.iter().map(|s| s.p99_ms).collect()),
-            cpu_us: median(r.iter().map(|s| s.cpu_us).collect()),
+            rps: median(r.iter().map(|s| s.rps)),
+            p50_ms: median(r.iter().map(|s| s.p50_ms)),
+            p99_ms: median(r.iter().map(|s| s.p99_ms)),
+            cpu_us: median(r.iter().map(|s| s.cpu_us)),
         })
         .collect();
     let mut table = String::from("| variant | route | req/s | vs bare | p50 ms | p99 ms | Envoy CPU µs/req | Δ vs bare µs/req | Δ vs no-op Wasm µs/req |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");

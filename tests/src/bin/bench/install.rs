@@ -15,7 +15,7 @@ use npm_connector_tests::verdaccio::{self, Opts, Uplink, Verdaccio};
 use npm_connector_tests::{pki, root, scenario};
 use sha1::{Digest, Sha1};
 
-use crate::knob;
+use crate::{knob, median};
 
 /// `localhost` resolves for the direct client without touching /etc/hosts, and is a name
 /// (clients send SNI for names, never for IP addresses).
@@ -88,12 +88,6 @@ struct Variant {
     name: &'static str,
     npm: Npm,
     times: Vec<Duration>,
-}
-
-fn median(v: &[Duration]) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    v[v.len() / 2]
 }
 
 pub fn run() -> String {
@@ -184,10 +178,10 @@ pub fn run() -> String {
     let (gw_inj, hp_inj) = (injected(&gateway), injected(&proxy));
     let min_expected = (added * (rounds + 1)) as u64;
     assert!(gw_inj >= min_expected && hp_inj >= min_expected, "every package came through the filter");
-    let base = median(&variants[0].times);
+    let base = median(variants[0].times.iter().copied());
     let mut rows = String::new();
     for v in &variants {
-        let m = median(&v.times);
+        let m = median(v.times.iter().copied());
         let ratio = m.as_secs_f64() / base.as_secs_f64();
         let all: Vec<String> = v.times.iter().map(|t| format!("{}", t.as_millis())).collect();
         println!("npm install of {added} packages: {}: median {m:?}, ratio {ratio:.3} ({})", v.name, all.join(" "));

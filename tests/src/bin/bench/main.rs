@@ -20,6 +20,13 @@ pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The middle value of a bench's rounds (the upper one of an even count).
+fn median<T: PartialOrd + Copy>(v: impl IntoIterator<Item = T>) -> T {
+    let mut v: Vec<T> = v.into_iter().collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
 fn main() {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let mut sections = Vec::new();

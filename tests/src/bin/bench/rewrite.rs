@@ -14,8 +14,9 @@ use npm_connector_tests::tool;
 use npm_connector_tests::upstream::{Answer, Seen, Upstream};
 use serde_json::Value;
 
-use crate::filter::{config, median, wrk, Filter};
+use crate::filter::{config, wrk, Filter};
 use crate::knob;
+use crate::median;
 
 const UPSTREAM: &str = "https://registry.test/repository/npm/";
 const CLIENT: &str = "http://127.0.0.1:8080/bench/npm/";
