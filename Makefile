@@ -122,7 +122,7 @@ demo: tools wasm
 
 ## bench: filter cost (bare Envoy vs native credential_injector vs ours, wrk) and control-plane speed
 bench: tools wasm
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v wrk >/dev/null && command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk valgrind)
 	cargo build -q --release -p npm-connector
 	$(WASM_BUILD) -q -p npm-connector-noop-filter
 	NPM_CONNECTOR_BIN=$(CURDIR)/target/release/npm-connector cargo run -q --release -p npm-connector-tests --bin bench

@@ -219,17 +219,18 @@ impl HttpContext for Http {
                 _ => Header::Many,
             };
         }
-        // Inside a tunnel (https-proxy mode): the CONNECT's Proxy-Authorization, which the
-        // outer listener shared with this connection as filter state.
-        let tunnel_authorization = match &compiled.config.tunnel_token {
-            Some(key) => self.get_property(vec!["filter_state", key]).and_then(|b| String::from_utf8(b).ok()),
-            None => None,
-        };
         // The router has chosen the route already (Envoy 1.40 exposes it to Wasm in the
         // request-headers phase as xds.route_name / xds.cluster_name; e2e tests prove it): the
         // decision follows it.
         let route = self.property_str("route_name");
-        let cluster = self.property_str("cluster_name");
+        let needs = decision::needs(&compiled.config, route.as_deref());
+        let cluster = if needs.cluster { self.property_str("cluster_name") } else { None };
+        // Inside a tunnel (https-proxy mode): the CONNECT's Proxy-Authorization, which the
+        // outer listener shared with this connection as filter state.
+        let tunnel_authorization = match (&compiled.config.tunnel_token, needs.tunnel_token) {
+            (Some(key), true) => self.get_property(vec!["filter_state", key]).and_then(|b| String::from_utf8(b).ok()),
+            _ => None,
+        };
         let req = Request {
             method,
             authority,

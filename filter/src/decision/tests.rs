@@ -339,3 +339,51 @@ fn sidecar_takes_the_token_from_authorization_and_injects_on_the_own_route_only(
         assert_eq!(outcome(&decide(&c, &req, &|| 100)), want, "{name}");
     }
 }
+
+/// The shim asks the host only for what [`needs`] names: leaving the rest out never changes a
+/// decision, in any role, for any route, cluster, method and token placement.
+#[test]
+fn what_the_decision_does_not_need_never_changes_it() {
+    let tok = basic("team-a/npm", "tok-a");
+    let auths = [Header::Absent, Header::One("Bearer tok-a"), Header::One(tok.as_str()), Header::Many];
+    let mut checked = 0;
+    for role in ["gateway", "connect", "tunnel", "sidecar"] {
+        let c = config(role);
+        for route in
+            [None, Some("team-a/npm"), Some("team-b/private"), Some("connect/registry.test:443"), Some("other")]
+        {
+            let needs = needs(&c, route);
+            for cluster in [None, Some(CLUSTER), Some("https_tunnel"), Some("elsewhere")] {
+                for (method, authority) in [("GET", "127.0.0.1:8080"), ("CONNECT", "registry.test:443")] {
+                    for auth in auths {
+                        for tunnel in [None, Some(tok.as_str()), Some("Bearer nope")] {
+                            let full = Request {
+                                method: Some(method),
+                                authority: Some(authority),
+                                path: (method != "CONNECT").then_some("/team-a/npm/pkg"),
+                                proxy_authorization: auth,
+                                authorization: auth,
+                                tunnel_authorization: tunnel,
+                                route,
+                                cluster,
+                            };
+                            let asked = Request {
+                                cluster: if needs.cluster { cluster } else { None },
+                                tunnel_authorization: if needs.tunnel_token { tunnel } else { None },
+                                ..full
+                            };
+                            let now = || 100;
+                            assert_eq!(decide(&c, &full, &now), decide(&c, &asked, &now), "{role} {full:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 5 * 4 * 2 * 4 * 3);
+    // Off a connector's route nothing more is asked, but a CONNECT route's cluster is.
+    assert_eq!(needs(&config("gateway"), Some("other")), Needs { cluster: false, tunnel_token: false });
+    assert_eq!(needs(&config("tunnel"), Some("team-a/npm")), Needs { cluster: true, tunnel_token: true });
+    assert_eq!(needs(&config("connect"), None), Needs { cluster: true, tunnel_token: false });
+}

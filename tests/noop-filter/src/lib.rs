@@ -2,7 +2,7 @@
 //! the cost of running any Wasm filter in Envoy's V8 from the cost of npm-connector's logic.
 //! Configured with `copy-body`, it also reads every response body chunk into the VM and writes
 //! it back unchanged: the floor of any Wasm filter that rewrites bodies. Configured with a list
-//! of steps (`steps:headers,props,set,count`), it makes those host calls on each request and
+//! of steps (`steps:headers,props,set,count`; also `auth`, `route`), it makes those host calls on each request and
 //! nothing else, so the bench can price each host call the real filter makes.
 
 #[cfg(target_arch = "wasm32")]
@@ -24,6 +24,8 @@ mod noop {
         props: bool,
         /// Read `xds.route_name` only.
         route: bool,
+        /// Read the `authorization` header alone (one value: the host returns the first).
+        auth: bool,
         /// Replace the `authorization` header.
         set: bool,
         /// Increment a counter.
@@ -46,6 +48,7 @@ mod noop {
                         "headers" => self.steps.headers = true,
                         "props" => self.steps.props = true,
                         "route" => self.steps.route = true,
+                        "auth" => self.steps.auth = true,
                         "set" => self.steps.set = true,
                         "count" => {
                             self.steps.count =
@@ -82,6 +85,9 @@ mod noop {
             }
             if s.route {
                 std::hint::black_box(self.get_property(vec!["xds", "route_name"]));
+            }
+            if s.auth {
+                std::hint::black_box(self.get_http_request_header("authorization"));
             }
             if s.set {
                 self.set_http_request_header("authorization", Some("Basic YmVuY2g6YmVuY2gtcGFzc3dvcmQ="));

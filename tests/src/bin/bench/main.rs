@@ -1,12 +1,13 @@
 //! `make bench`: the filter's cost per request (against bare Envoy and the native
 //! credential_injector), the control plane's speed, `npm install` of a real tree through each
 //! client path, and Envoy's start at 10,000 connectors, in one run; writes BENCHMARKS.md.
-//! `BENCH_ONLY=filter|rewrite|control|exchange|install|scale` runs one part (and leaves BENCHMARKS.md alone).
+//! `BENCH_ONLY=filter|instr|rewrite|control|exchange|install|scale` runs one part (and leaves BENCHMARKS.md alone).
 
 mod control;
 mod exchange;
 mod filter;
 mod install;
+mod instr;
 mod rewrite;
 mod scale;
 
@@ -32,6 +33,9 @@ fn main() {
     let mut sections = Vec::new();
     if only.is_empty() || only == "filter" {
         sections.push(filter::run());
+    }
+    if only.is_empty() || only == "instr" {
+        sections.push(instr::run());
     }
     if only.is_empty() || only == "rewrite" {
         sections.push(rewrite::run());
