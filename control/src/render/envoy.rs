@@ -439,20 +439,36 @@ fn stats_tag() -> Value {
     json!({"tag_name": "connector", "regex": CONNECTOR_TAG_REGEX})
 }
 
-/// Above this size a YAML file (`render --xds-dir`'s resources) is written in YAML's flow
-/// style (which is JSON): Envoy reads it the same, and it is emitted five times faster than
-/// block style. (The static bootstrap goes further and becomes `envoy.json`: [`JSON_ABOVE`].)
-const FLOW_STYLE_ABOVE: usize = 4 << 20;
+/// Above this size a document is kept as the JSON it was serialized to: a YAML file
+/// (`render --xds-dir`'s resources) is then written in YAML's flow style (which is JSON), which
+/// Envoy reads the same and is emitted five times faster than block style; the static
+/// bootstrap becomes `envoy.json`, which Envoy parses as JSON (picking the parser by the file's
+/// extension: a `.yaml` goes through yaml-cpp and a YAML-to-JSON step first; at 10,000
+/// https-proxy connectors, 39 MB, that took Envoy 5.8 s and a 1,008 MB peak to be ready, the
+/// same document as `.json` 2.2 s and 359 MB).
+const JSON_ABOVE: usize = 4 << 20;
+
+/// A document as text: pretty JSON when large, block YAML otherwise.
+enum Encoded {
+    Json(String),
+    Yaml(String),
+}
+
+fn encode(doc: &Value) -> Result<Encoded, RenderError> {
+    let json = serde_json::to_string_pretty(doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
+    if json.len() > JSON_ABOVE {
+        return Ok(Encoded::Json(json));
+    }
+    serde_yaml_ng::to_string(doc).map(Encoded::Yaml).map_err(|e| RenderError::Yaml(e.to_string()))
+}
 
 pub(crate) fn to_yaml(doc: &Value, header: &str) -> Result<String, RenderError> {
-    let json = serde_json::to_string_pretty(doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
-    if json.len() > FLOW_STYLE_ABOVE {
-        return Ok(format!(
-            "{header}\n# Large: written in YAML flow style (JSON), which Envoy reads as YAML.\n{json}\n"
-        ));
-    }
-    let yaml = serde_yaml_ng::to_string(doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
-    Ok(format!("{header}\n{yaml}"))
+    Ok(match encode(doc)? {
+        Encoded::Json(json) => {
+            format!("{header}\n# Large: written in YAML flow style (JSON), which Envoy reads as YAML.\n{json}\n")
+        }
+        Encoded::Yaml(yaml) => format!("{header}\n{yaml}"),
+    })
 }
 
 /// A static bootstrap and the file it goes to.
@@ -461,12 +477,6 @@ pub struct Bootstrap {
     pub file: &'static str,
     pub text: String,
 }
-
-/// Above this size the static bootstrap is `envoy.json`: Envoy picks its parser by the file's
-/// extension, and a `.yaml` goes through yaml-cpp and a YAML-to-JSON step first. At 10,000
-/// connectors (https-proxy, 39 MB) that took Envoy 5.8 s and a 1,008 MB peak to be ready;
-/// the same document as `.json` takes 2.2 s and 359 MB.
-pub const JSON_ABOVE: usize = 4 << 20;
 
 /// A static bootstrap: everything inline.
 pub(crate) fn bootstrap(
@@ -479,16 +489,14 @@ pub(crate) fn bootstrap(
     doc["static_resources"] = json!({});
     doc["static_resources"]["listeners"] = Value::Array(res.listeners);
     doc["static_resources"]["clusters"] = Value::Array(res.clusters);
-    let json = serde_json::to_string_pretty(&doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
-    if json.len() > JSON_ABOVE {
+    Ok(match encode(&doc)? {
         // JSON has no comments: the file's mode (0600) is what says it holds the credential.
-        return Ok(Bootstrap { file: "envoy.json", text: json + "\n" });
-    }
-    let yaml = serde_yaml_ng::to_string(&doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
-    Ok(Bootstrap {
-        file: "envoy.yaml",
-        text: format!(
-            "# Rendered by npm-connector render. Holds the sealed registry credential: keep it 0600.\n{yaml}"
-        ),
+        Encoded::Json(json) => Bootstrap { file: "envoy.json", text: json + "\n" },
+        Encoded::Yaml(yaml) => Bootstrap {
+            file: "envoy.yaml",
+            text: format!(
+                "# Rendered by npm-connector render. Holds the sealed registry credential: keep it 0600.\n{yaml}"
+            ),
+        },
     })
 }
