@@ -147,9 +147,12 @@ fn connect_vhost(name: &str, domains: Vec<String>, connect: Value) -> Value {
 /// The catch-all virtual host: `connect` where a CONNECT to another host goes, anything else a
 /// 405 (the filter gives the same answer first; this one stands if it is ever absent).
 fn catch_all_vhost(name: &str, domains: Vec<String>, connect: Value) -> Value {
-    json!({"name": name, "domains": domains, "routes": [connect,
-        {"name": "not_connect", "match": {"prefix": "/"}, "direct_response": json_reply(405,
-            "npm-connector: this is an https proxy; send CONNECT host:port (set https-proxy / HTTPS_PROXY)")}]})
+    let mut vhost = connect_vhost(name, domains, connect);
+    if let Some(routes) = vhost["routes"].as_array_mut() {
+        routes.push(json!({"name": "not_connect", "match": {"prefix": "/"}, "direct_response": json_reply(405,
+            "npm-connector: this is an https proxy; send CONNECT host:port (set https-proxy / HTTPS_PROXY)")}));
+    }
+    vhost
 }
 
 fn connect_to(route: &str, cluster: &str) -> Value {

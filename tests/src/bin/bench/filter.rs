@@ -11,7 +11,7 @@ use npm_connector_tests::procs::free_port;
 use npm_connector_tests::tool;
 use npm_connector_tests::upstream::Upstream;
 
-use crate::{knob, median};
+use crate::{cpu_seconds, knob, median};
 use serde_json::{json, Value};
 
 pub(crate) const TOKEN: &str = "npmc_bench-token-0123456789abcdefghijklmnopqrstuvw";
@@ -162,14 +162,6 @@ pub(crate) fn config(f: Filter, upstream: Option<u16>, port: u16, admin: &Path, 
             "clusters": clusters,
         },
     })
-}
-
-/// Envoy's CPU time so far (user + system), from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
-    ticks / 100.0
 }
 
 #[derive(Clone, Copy, Default)]

@@ -21,6 +21,14 @@ pub fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// A process's CPU time so far (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
 /// The middle value of a bench's rounds (the upper one of an even count).
 fn median<T: PartialOrd + Copy>(v: impl IntoIterator<Item = T>) -> T {
     let mut v: Vec<T> = v.into_iter().collect();
