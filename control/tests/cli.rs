@@ -279,3 +279,44 @@ fn render_validates_before_writing_and_owns_its_output() {
     assert!(text(&o).contains("removed") && !out.join("default/second").exists(), "{}", text(&o));
     assert!(out.join("default/npm-connector/.npmrc").exists() && out.join("mine.txt").exists());
 }
+
+/// `render --xds-dir` writes JSON (`lds.json`, `cds.json`, `ecds-*.json`), and removes the
+/// `.yaml` files earlier releases wrote there, saying to restart Envoy on the new bootstrap;
+/// files it never wrote stay.
+#[test]
+fn xds_dir_files_are_json_and_old_yaml_ones_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, xds) = (dir.path().join("out"), dir.path().join("xds"));
+    std::fs::create_dir_all(&xds).unwrap();
+    for old in ["lds.yaml", "cds.yaml", "ecds-npm_connector.yaml", "notes.yaml"] {
+        std::fs::write(xds.join(old), "# old\n").unwrap();
+    }
+    let o = cli(&[
+        "render",
+        "-f",
+        "examples/connectors.yaml",
+        "-o",
+        out.to_str().unwrap(),
+        "--xds-dir",
+        xds.to_str().unwrap(),
+        "--key-file",
+        "envoy/examples/example.key",
+        "--no-validate",
+    ]);
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    let mut names: Vec<String> =
+        xds.read_dir().unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["cds.json", "ecds-npm_connector.json", "lds.json", "notes.yaml"], "{said}");
+    for name in ["cds.json", "ecds-npm_connector.json", "lds.json"] {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(xds.join(name)).unwrap()).unwrap();
+        assert!(doc["resources"].is_array(), "{name}");
+    }
+    let restart = format!("the xDS files are .json now; restart Envoy with {}", out.join("envoy.yaml").display());
+    for old in ["lds.yaml", "cds.yaml", "ecds-npm_connector.yaml"] {
+        assert!(said.contains(&format!("removed {}: {restart}", xds.join(old).display())), "{old}: {said}");
+    }
+    let bootstrap = std::fs::read_to_string(out.join("envoy.yaml")).unwrap();
+    assert!(bootstrap.contains(&format!("path: {}", xds.join("lds.json").display())), "{bootstrap}");
+}

@@ -216,6 +216,15 @@ pub fn run(a: RenderArgs) -> Result<()> {
     for gone in output::write_owned(&out, &files)? {
         println!("removed {} (no longer rendered)", gone.display());
     }
+    if let Some(dir) = &xds_dir {
+        for old in remove_yaml_xds_files(dir) {
+            println!(
+                "removed {}: the xDS files are .json now; restart Envoy with {}",
+                old.display(),
+                out.join(render::bootstrap_path(&files)).display()
+            );
+        }
+    }
     for c in &connectors {
         println!("rendered connector {} -> {}", c.id(), out.join(&c.namespace).join(&c.name).display());
     }
@@ -224,4 +233,22 @@ pub fn run(a: RenderArgs) -> Result<()> {
         println!("note: {} does not exist yet; build the filter (make wasm) or pass --wasm", opts.wasm.display());
     }
     Ok(())
+}
+
+/// Earlier releases of `render --xds-dir` wrote `lds.yaml`, `cds.yaml`, `sds.yaml` and
+/// `ecds-*.yaml`. An Envoy still on that bootstrap watches files nothing updates any more:
+/// removing them makes its next reload fail loudly (it keeps its last good configuration and
+/// logs the missing file) instead of serving stale connectors quietly.
+fn remove_yaml_xds_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            matches!(name, "lds.yaml" | "cds.yaml" | "sds.yaml")
+                || (name.starts_with("ecds-") && name.ends_with(".yaml"))
+        })
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect()
 }

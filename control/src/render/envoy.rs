@@ -184,7 +184,7 @@ pub(super) fn filter_entry(
     ext["typed_config"] = inline["typed_config"].take();
     extension_configs.push(ext);
     json!({"name": name, "config_discovery": {
-        "config_source": config_source(source, &format!("ecds-{name}.yaml")),
+        "config_source": config_source(source, &super::dynamic::ecds_file(name)),
         "type_urls": [WASM_TYPE_URL]}})
 }
 
@@ -250,9 +250,9 @@ fn stats_tag() -> Value {
     json!({"tag_name": "connector", "regex": CONNECTOR_TAG_REGEX})
 }
 
-/// Above this size a document is kept as the JSON it was serialized to: a YAML file
-/// (`render --xds-dir`'s resources) is then written in YAML's flow style (which is JSON), which
-/// Envoy reads the same and is emitted five times faster than block style; the static
+/// Above this size a document is kept as the JSON it was serialized to: a YAML file (an Istio
+/// or sidecar manifest) is then written in YAML's flow style (which is JSON), emitted five
+/// times faster than block style; the static
 /// bootstrap becomes `envoy.json`, which Envoy parses as JSON (picking the parser by the file's
 /// extension: a `.yaml` goes through yaml-cpp and a YAML-to-JSON step first; at 10,000
 /// https-proxy connectors, 39 MB, that took Envoy 5.8 s and a 1,008 MB peak to be ready, the

@@ -99,7 +99,7 @@ pub(super) fn downstream_tls(tls: &Tls, hosts: &[String], source: &ConfigSource)
         common["tls_certificates"] = Value::Array(certs);
     } else {
         // Over SDS, which Envoy redacts in /config_dump.
-        let sds = super::envoy::config_source(source, "sds.yaml");
+        let sds = super::envoy::config_source(source, super::dynamic::SDS_FILE);
         let refs: Vec<Value> =
             leaves.iter().map(|leaf| json!({"name": leaf.name(), "sds_config": sds.clone()})).collect();
         common["tls_certificate_sds_secret_configs"] = Value::Array(refs);

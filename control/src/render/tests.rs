@@ -437,18 +437,31 @@ fn https_opts_for(host: &str) -> Options {
     o
 }
 
-/// File-based xDS in https-proxy mode: the leaves go to `sds.yaml` (0600), which the internal
-/// listener's chains name; the bootstrap holds no key.
+/// File-based xDS in https-proxy mode: the leaves go to `sds.json` (0600), which the internal
+/// listener's chains name; the bootstrap holds no key. Every xDS file is JSON, named `.json` (Envoy
+/// picks its parser by the extension), and the bootstrap and resources name those files.
 #[test]
 fn xds_dir_delivers_leaves_over_file_sds() {
     let files =
         xds_dir(&load("examples/connectors.yaml"), &https_opts(), Path::new("/var/lib/npm-connector/xds"), &mut Fixed)
             .unwrap();
-    let sds = files.iter().find(|f| f.path == Path::new("/var/lib/npm-connector/xds/sds.yaml")).unwrap();
+    let sds = files.iter().find(|f| f.path == Path::new("/var/lib/npm-connector/xds/sds.json")).unwrap();
     assert!(sds.secret && sds.contents.contains("PRIVATE KEY") && sds.contents.contains("leaf_nexus.example.com"));
-    let lds = file(&files, "/var/lib/npm-connector/xds/lds.yaml");
+    let lds = file(&files, "/var/lib/npm-connector/xds/lds.json");
     assert!(lds.contains("tls_certificate_sds_secret_configs") && !lds.contains("PRIVATE KEY"));
-    assert!(!file(&files, "envoy.yaml").contains("PRIVATE KEY"));
+    assert!(lds.contains(r#""path": "/var/lib/npm-connector/xds/sds.json""#), "{lds}");
+    assert!(lds.contains(r#""path": "/var/lib/npm-connector/xds/ecds-npm_connector.json""#), "{lds}");
+    let xds: Vec<&OutFile> = files.iter().filter(|f| f.path.starts_with("/var/lib/npm-connector/xds")).collect();
+    let names: Vec<String> = xds.iter().map(|f| f.path.display().to_string()).collect();
+    assert!(xds.len() >= 4 && names.iter().all(|n| n.ends_with(".json")), "{names:?}");
+    for f in xds {
+        let doc: serde_json::Value = serde_json::from_str(&f.contents).unwrap_or_else(|e| panic!("{names:?}: {e}"));
+        assert!(doc["resources"].is_array(), "{}", f.path.display());
+    }
+    let envoy = file(&files, "envoy.yaml");
+    assert!(!envoy.contains("PRIVATE KEY"));
+    assert!(envoy.contains("path: /var/lib/npm-connector/xds/lds.json"), "{envoy}");
+    assert!(envoy.contains("path: /var/lib/npm-connector/xds/cds.json"), "{envoy}");
 }
 
 /// A leaf names up to `HOSTS_PER_LEAF` hosts: 150 registry hosts make two certificates (two
@@ -494,7 +507,7 @@ fn hosts_share_leaves_in_the_bootstrap_and_over_sds() {
     );
     assert!((0..n).all(|i| envoy.contains(&format!("r{i:03}.example.com"))));
     let xds = xds_dir(&connectors, &o, Path::new("/x"), &mut crate::token::OsEntropy).unwrap();
-    let sds = file(&xds, "/x/sds.yaml");
-    assert_eq!(sds.matches("name: leaf_").count(), 2, "{sds}");
-    assert_eq!(file(&xds, "/x/lds.yaml").matches("name: leaf_").count(), 2);
+    let sds = file(&xds, "/x/sds.json");
+    assert_eq!(sds.matches(r#""name": "leaf_"#).count(), 2, "{sds}");
+    assert_eq!(file(&xds, "/x/lds.json").matches(r#""name": "leaf_"#).count(), 2);
 }

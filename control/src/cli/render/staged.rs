@@ -98,10 +98,10 @@ fn replace_dir(text: &str, from: &str, to: &str) -> String {
 mod tests {
     #[test]
     fn directories_are_replaced_only_as_whole_paths() {
-        let t = "path: /o/xds\nfile: /o/xds/lds.yaml\nother: /o/xdsy \"/o/xds\"";
+        let t = "path: /o/xds\nfile: /o/xds/lds.json\nother: /o/xdsy \"/o/xds\"";
         assert_eq!(
             super::replace_dir(t, "/o/xds", "/s/xds"),
-            "path: /s/xds\nfile: /s/xds/lds.yaml\nother: /o/xdsy \"/s/xds\""
+            "path: /s/xds\nfile: /s/xds/lds.json\nother: /o/xdsy \"/s/xds\""
         );
     }
 }
