@@ -24,7 +24,7 @@ export CARGO_TARGET_WASM32_WASIP1_RUNNER := node --no-warnings $(CURDIR)/tests/w
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := filter_config token path authority packument manifest client_files
 
-.PHONY: fuzz fuzz-smoke fuzz-tools test unit wasm-unit e2e static lint wasm wasm-tools tools toolchain envoy k8s-tools netns-tools node-tools demo bench e2e-docker render-example golden clean
+.PHONY: fuzz fuzz-smoke fuzz-tools test unit wasm-unit e2e static lint wasm tools toolchain envoy k8s-tools netns-tools node-tools demo bench e2e-docker render-example golden clean
 
 ## test: everything CI runs — lint, native and wasm32 unit tests, end-to-end tests, and each
 ## fuzz target for 30 s over its checked-in corpus (a regression shows; `make fuzz` for longer)
@@ -71,18 +71,10 @@ tools: toolchain envoy node-tools k8s-tools netns-tools
 # the packument rewriter about twice as fast in V8 for +10 KB (make bench's rewrite section).
 WASM_BUILD := CARGO_PROFILE_RELEASE_OPT_LEVEL=3 cargo build --release --target wasm32-wasip1
 
-# binaryen's wasm-opt -Oz, in place, after the link: 13 % smaller (346 → 300 KB) and no slower in
-# V8 (make bench's rewrite section). The features are the ones rustc emits, listed one by one:
-# binaryen 108's --all-features writes a module that Envoy's V8 refuses to load.
-WASM_OPT := wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
-NOOP_WASM := target/wasm32-wasip1/release/npm_connector_noop_filter.wasm
-
-wasm-tools:
-	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends binaryen)
-
-wasm: toolchain wasm-tools
+# Not post-processed with binaryen's wasm-opt: -Oz made the module 13 % smaller (346 → 300 KB)
+# but each Envoy 7 MB larger (V8 compiling its functions); -O1 kept the memory but saved only 9 %.
+wasm: toolchain
 	$(WASM_BUILD) -p npm-connector-filter
-	$(WASM_OPT) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM)
 	@ls -l $(WASM) | awk '{print "filter: " $$9 " (" $$5 " bytes)"}'
 
 lint: toolchain
@@ -135,7 +127,6 @@ bench: tools wasm
 	@command -v wrk >/dev/null && command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk valgrind)
 	cargo build -q --release -p npm-connector
 	$(WASM_BUILD) -q -p npm-connector-noop-filter
-	$(WASM_OPT) $(NOOP_WASM) -o $(NOOP_WASM).opt && mv $(NOOP_WASM).opt $(NOOP_WASM)
 	NPM_CONNECTOR_BIN=$(CURDIR)/target/release/npm-connector cargo run -q --release -p npm-connector-tests --bin bench
 
 ## render-example: render examples/connectors.yaml into out/

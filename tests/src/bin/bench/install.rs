@@ -144,37 +144,14 @@ pub fn run() -> String {
     };
     let (warm_front, warm_rc) = front("front-warm");
 
+    let variant =
+        |name, home: &str, rc: &Path| Variant { name, npm: Npm::new(&d.join(home), rc), times: vec![], cpu: vec![] };
     let mut variants = vec![
-        Variant {
-            name: "direct",
-            npm: Npm::new(&d.join("home-direct"), &d.join("direct.npmrc")),
-            times: vec![],
-            cpu: vec![],
-        },
-        Variant {
-            name: "gateway",
-            npm: Npm::new(&d.join("home-gw"), &d.join("gw/bench/npm/.npmrc")),
-            times: vec![],
-            cpu: vec![],
-        },
-        Variant {
-            name: "https-proxy",
-            npm: Npm::new(&d.join("home-hp"), &d.join("hp/bench/npm/.npmrc")),
-            times: vec![],
-            cpu: vec![],
-        },
-        Variant {
-            name: "Verdaccio proxy, cold",
-            npm: Npm::new(&d.join("home-cold"), &d.join("unused")),
-            times: vec![],
-            cpu: vec![],
-        },
-        Variant {
-            name: "Verdaccio proxy, warm",
-            npm: Npm::new(&d.join("home-warm"), &warm_rc),
-            times: vec![],
-            cpu: vec![],
-        },
+        variant("direct", "home-direct", &d.join("direct.npmrc")),
+        variant("gateway", "home-gw", &d.join("gw/bench/npm/.npmrc")),
+        variant("https-proxy", "home-hp", &d.join("hp/bench/npm/.npmrc")),
+        variant("Verdaccio proxy, cold", "home-cold", &d.join("unused")),
+        variant("Verdaccio proxy, warm", "home-warm", &warm_rc),
     ];
     let app = d.join("app");
     // Warm-up: one of each that keeps state (Node's, Envoy's and the warm proxy's first run).
