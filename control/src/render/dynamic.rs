@@ -157,8 +157,8 @@ fn discovery_response(type_url: &str, items: &[Value]) -> Value {
 /// Writing new files there (atomically, as `render --xds-dir` does) updates Envoy. JSON, never
 /// YAML: Envoy picks a file's parser by its extension, and a `.yaml` goes through yaml-cpp and
 /// a YAML-to-JSON step first (10,000 https-proxy connectors: 21 MB of `lds.yaml` took Envoy
-/// 8.6–11.8 s to be ready and a 628 MB peak; the same documents as `.json`, 3.7–4.8 s and
-/// 298 MB). JSON holds no comments: the files' modes (0600 where a credential or key is) say
+/// 7.8–8.0 s to be ready and a 624 MB peak; the same documents as `.json`, 2.9–3.0 s and
+/// 295 MB). JSON holds no comments: the files' modes (0600 where a credential or key is) say
 /// what they hold.
 pub fn xds_dir_files(res: &Resources, opts: &Options, dir: &Path) -> Result<Vec<OutFile>, RenderError> {
     let file = |name: &str, doc: Value, secret: bool| -> Result<OutFile, RenderError> {
