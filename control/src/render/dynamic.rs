@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::envoy::{bootstrap_base, config_source, to_yaml, ConfigSource, Resources};
+use super::envoy::{bootstrap_base, config_source, to_json, to_yaml, ConfigSource, Resources};
 use super::{Options, OutFile, RenderError};
 use crate::xds::{CLUSTER, EXTENSION_CONFIG, LISTENER, SECRET};
 
@@ -162,8 +162,7 @@ fn discovery_response(type_url: &str, items: &[Value]) -> Value {
 /// what they hold.
 pub fn xds_dir_files(res: &Resources, opts: &Options, dir: &Path) -> Result<Vec<OutFile>, RenderError> {
     let file = |name: &str, doc: Value, secret: bool| -> Result<OutFile, RenderError> {
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
-        Ok(OutFile { path: dir.join(name), contents: (text + "\n").into(), secret })
+        Ok(OutFile { path: dir.join(name), contents: (to_json(&doc)? + "\n").into(), secret })
     };
     let mut files = vec![
         file(LDS_FILE, discovery_response(LISTENER, &res.listeners), true)?,

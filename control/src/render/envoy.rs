@@ -265,8 +265,13 @@ enum Encoded {
     Yaml(String),
 }
 
+/// A document as pretty JSON (a large bootstrap, `render --xds-dir`'s files).
+pub(super) fn to_json(doc: &Value) -> Result<String, RenderError> {
+    serde_json::to_string_pretty(doc).map_err(|e| RenderError::Yaml(e.to_string()))
+}
+
 fn encode(doc: &Value) -> Result<Encoded, RenderError> {
-    let json = serde_json::to_string_pretty(doc).map_err(|e| RenderError::Yaml(e.to_string()))?;
+    let json = to_json(doc)?;
     if json.len() > JSON_ABOVE {
         return Ok(Encoded::Json(json));
     }

@@ -88,7 +88,9 @@ struct Variant {
     name: &'static str,
     npm: Npm,
     times: Vec<Duration>,
-    /// CPU seconds the proxy in the path (Envoy, or the front Verdaccio) spent on each install.
+    /// The proxy in the path (Envoy, or the front Verdaccio), if any.
+    proxy: Option<u32>,
+    /// CPU seconds that proxy spent on each install.
     cpu: Vec<f64>,
 }
 
@@ -144,14 +146,20 @@ pub fn run() -> String {
     };
     let (warm_front, warm_rc) = front("front-warm");
 
-    let variant =
-        |name, home: &str, rc: &Path| Variant { name, npm: Npm::new(&d.join(home), rc), times: vec![], cpu: vec![] };
+    let variant = |name, home: &str, rc: &Path, proxy| Variant {
+        name,
+        npm: Npm::new(&d.join(home), rc),
+        proxy,
+        times: vec![],
+        cpu: vec![],
+    };
     let mut variants = vec![
-        variant("direct", "home-direct", &d.join("direct.npmrc")),
-        variant("gateway", "home-gw", &d.join("gw/bench/npm/.npmrc")),
-        variant("https-proxy", "home-hp", &d.join("hp/bench/npm/.npmrc")),
-        variant("Verdaccio proxy, cold", "home-cold", &d.join("unused")),
-        variant("Verdaccio proxy, warm", "home-warm", &warm_rc),
+        variant("direct", "home-direct", &d.join("direct.npmrc"), None),
+        variant("gateway", "home-gw", &d.join("gw/bench/npm/.npmrc"), Some(gateway.daemon.pid())),
+        variant("https-proxy", "home-hp", &d.join("hp/bench/npm/.npmrc"), Some(proxy.daemon.pid())),
+        // Its proxy is started anew for each install.
+        variant("Verdaccio proxy, cold", "home-cold", &d.join("unused"), None),
+        variant("Verdaccio proxy, warm", "home-warm", &warm_rc, Some(warm_front.daemon.pid())),
     ];
     let app = d.join("app");
     // Warm-up: one of each that keeps state (Node's, Envoy's and the warm proxy's first run).
@@ -164,16 +172,11 @@ pub fn run() -> String {
         for k in 0..variants.len() {
             let i = (round + k) % variants.len();
             let cold = (variants[i].name.ends_with("cold")).then(|| front("front-cold"));
-            if let Some((_, rc)) = &cold {
+            if let Some((front, rc)) = &cold {
                 variants[i].npm.userconfig = rc.clone();
+                variants[i].proxy = Some(front.daemon.pid());
             }
-            let pid = match i {
-                1 => Some(gateway.daemon.pid()),
-                2 => Some(proxy.daemon.pid()),
-                3 => cold.as_ref().map(|(v, _)| v.daemon.pid()),
-                4 => Some(warm_front.daemon.pid()),
-                _ => None,
-            };
+            let pid = variants[i].proxy;
             let before = pid.map(cpu_seconds).unwrap_or_default();
             let (t, n) = install(&variants[i].npm, &app);
             let cpu = pid.map(cpu_seconds).unwrap_or_default() - before;
